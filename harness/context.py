@@ -1,0 +1,102 @@
+"""What a method is given: the model, the prompts, the components, the metric and direction.
+
+Direction convention (see ``../shared/NOTES.md``):
+
+- ``noising`` (default): the *base* run is the clean prompt x and the *source* is the corrupt
+  prompt x'. The true effect of component c is L(x | a_c <- a_c(x')) - L(x).
+- ``denoising``: base and source swap: L(x' | a_c <- a_c(x)) - L(x').
+
+Every method estimates that effect, with the same sign, for every component.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from harness.adapter import ModelAdapter
+from harness.errors import HarnessError
+from harness.registry import unknown_choice
+from harness.types import Component, PromptBatch
+
+DIRECTIONS = ("noising", "denoising")
+
+
+def check_direction(name: str) -> str:
+    if name not in DIRECTIONS:
+        raise HarnessError(unknown_choice("direction", name, list(DIRECTIONS)))
+    return name
+
+
+@dataclass
+class CostCounter:
+    """Work done by a method: model forward passes, backward passes (first-order gradients)
+    and Hessian-vector products (second-order backward passes). Each count is one batched call,
+    whatever its batch size; ``n_sequences`` counts sequences pushed through forward passes."""
+
+    n_forward: int = 0
+    n_backward: int = 0
+    n_hvp: int = 0
+    n_sequences: int = 0
+
+    def forward(self, rows: int) -> None:
+        self.n_forward += 1
+        self.n_sequences += rows
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "n_forward": self.n_forward,
+            "n_backward": self.n_backward,
+            "n_hvp": self.n_hvp,
+            "n_sequences": self.n_sequences,
+        }
+
+
+@dataclass
+class AttributionContext:
+    """Inputs shared by every method of one run (batch already on the model's device)."""
+
+    model: ModelAdapter
+    batch: PromptBatch
+    components: list[Component]
+    metric: str = "logit_diff"
+    direction: str = "noising"
+    batch_size: int = 64
+    cost: CostCounter = field(default_factory=CostCounter)
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        check_direction(self.direction)
+        if self.batch_size < 1:
+            raise HarnessError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    @property
+    def base_tokens(self) -> torch.Tensor:
+        """[n, seq]: the run that is patched (clean when noising)."""
+        return self.batch.clean if self.direction == "noising" else self.batch.corrupt
+
+    @property
+    def source_tokens(self) -> torch.Tensor:
+        """[n, seq]: the run patched values come from (corrupt when noising)."""
+        return self.batch.corrupt if self.direction == "noising" else self.batch.clean
+
+    def prompt_chunks(self, size: int | None = None) -> Iterator[slice]:
+        """Row slices of at most ``size`` (default ``batch_size``) prompts."""
+        size = size or self.batch_size
+        for start in range(0, self.batch.n, size):
+            yield slice(start, min(start + size, self.batch.n))
+
+    def with_cost(self, cost: CostCounter) -> AttributionContext:
+        """The same context counting into another cost counter."""
+        return AttributionContext(
+            model=self.model,
+            batch=self.batch,
+            components=self.components,
+            metric=self.metric,
+            direction=self.direction,
+            batch_size=self.batch_size,
+            cost=cost,
+            progress=self.progress,
+        )

@@ -1,0 +1,49 @@
+"""Scores of a method's estimates against the true effects (activation patching)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+
+def score_estimates(estimates: np.ndarray, truth: np.ndarray, topk: int = 10) -> dict[str, float]:
+    """Error and ranking scores of ``estimates`` [n] against ``truth`` [n].
+
+    ``mae``, ``rmse``, ``max_abs_error``; ``rel_error`` = MAE / mean |truth|; ``spearman`` and
+    ``kendall`` rank correlations; ``sign_agreement`` (fraction of components whose estimate
+    has the sign of the truth, zeros agreeing only with zeros); ``topk_recall`` = fraction of the
+    k components of largest |truth| that are among the k of largest |estimate|.
+    """
+    estimates = np.asarray(estimates, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    error = np.abs(estimates - truth)
+    mean_truth = float(np.mean(np.abs(truth))) if truth.size else 0.0
+    k = min(topk, truth.size)
+    out = {
+        "mae": float(error.mean()) if truth.size else math.nan,
+        "rmse": float(np.sqrt(np.mean(error**2))) if truth.size else math.nan,
+        "max_abs_error": float(error.max()) if truth.size else math.nan,
+        "rel_error": float(error.mean() / mean_truth) if mean_truth > 0 else math.nan,
+        "spearman": _correlation(stats.spearmanr, estimates, truth),
+        "kendall": _correlation(stats.kendalltau, estimates, truth),
+        "sign_agreement": float(np.mean(np.sign(estimates) == np.sign(truth)))
+        if truth.size
+        else math.nan,
+        "topk_recall": topk_recall(estimates, truth, k) if k else math.nan,
+    }
+    return out
+
+
+def topk_recall(estimates: np.ndarray, truth: np.ndarray, k: int) -> float:
+    """Fraction of the top-k components by |truth| found in the top-k by |estimate|."""
+    top_truth = set(np.argsort(-np.abs(truth), kind="stable")[:k].tolist())
+    top_est = set(np.argsort(-np.abs(estimates), kind="stable")[:k].tolist())
+    return len(top_truth & top_est) / k
+
+
+def _correlation(fn, a: np.ndarray, b: np.ndarray) -> float:
+    if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
+        return math.nan
+    return float(fn(a, b).statistic)

@@ -1,0 +1,78 @@
+"""The method interface and registry.
+
+A method is a class registered under its slug, configured by ``conf/method/<slug>.yaml``
+(``name``, ``impl: package.module:Class`` and its options). ``estimate(ctx)`` returns one estimate
+per component of ``ctx.components`` (same order, same sign convention as the true effect:
+L(patched) - L(unpatched), see :mod:`harness.context`), plus optional per-component columns and
+summary values. A method defined in the user's own module plugs in by naming it in ``impl``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from harness.config_files import lazy_registry
+from harness.context import AttributionContext
+from harness.errors import HarnessError
+from harness.registry import Registry, import_object
+
+
+@dataclass
+class MethodOutput:
+    """``estimates`` [n_components] (float64); ``columns``: extra per-component values written to
+    estimates.parquet (each [n_components]); ``summary``: extra scalar values for summary.json."""
+
+    estimates: torch.Tensor
+    columns: dict[str, torch.Tensor] = field(default_factory=dict)
+    summary: dict[str, float] = field(default_factory=dict)
+
+
+class Method(ABC):
+    """Base class of attribution methods. Options are the YAML keys besides name/impl."""
+
+    slug: ClassVar[str] = ""
+    options: ClassVar[dict[str, Any]] = {}
+    """Accepted options and their defaults."""
+
+    def __init__(self, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            accepted = ", ".join(sorted(self.options)) or "none"
+            raise HarnessError(
+                f"unknown option {unknown[0]!r} for method {self.slug!r}; accepted: {accepted}"
+            )
+        self.config = {**self.options, **options}
+        self.validate()
+
+    def validate(self) -> None:  # noqa: B027 - optional override
+        """Check option values; raise HarnessError with a one-line message."""
+
+    @abstractmethod
+    def estimate(self, ctx: AttributionContext) -> MethodOutput:
+        """Estimate every component's effect."""
+
+
+METHODS: Registry[Method] = lazy_registry("method", "method", Method)
+
+
+def make_method(method_cfg: Mapping[str, Any]) -> Method:
+    """Instantiate the method named by a method config (its ``impl`` wins over the registry, so a
+    user's own class works by import path)."""
+    cfg = dict(method_cfg)
+    slug = str(cfg.pop("name", ""))
+    impl = cfg.pop("impl", None)
+    if impl:
+        cls = import_object(str(impl))
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            raise HarnessError(f"method impl {impl!r} is not a harness Method subclass")
+        cls.slug = cls.slug or slug
+    else:
+        cls = METHODS.get(slug)
+    instance = cls(**cfg)
+    instance.name = slug or cls.slug
+    return instance

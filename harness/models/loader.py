@@ -1,0 +1,177 @@
+"""One loader for every model: the shipped toy zoo, hub names, and any local HF folder.
+
+A model config (``conf/model/<slug>.yaml``) has ``name`` (the slug), ``source`` (``zoo``, ``hub``
+or ``local``), ``path`` (the hub id, or the folder for ``local``; the zoo resolves its own
+folder), and defaults for ``dtype`` and ``device``; the run's top-level ``dtype``/``device``
+override them when set. Weights are read from safetensors only; ``trust_remote_code`` stays off
+unless the model config sets it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.adapter import ModelAdapter, boot_bridge
+from harness.errors import HarnessError
+from harness.registry import unknown_choice
+
+ZOO_DIR = Path(__file__).parent / "zoo"
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+}
+DEVICES = ("cpu", "cuda", "auto")
+SOURCES = ("zoo", "hub", "local")
+_HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "tokenizer*"]
+
+
+@dataclass
+class LoadedModel:
+    """A booted model with its own tokenizer (``AutoTokenizer`` defaults, not the bridge's)."""
+
+    adapter: ModelAdapter
+    tokenizer: Any
+    folder: Path
+    fingerprint: str
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise HarnessError(unknown_choice("dtype", name, list(DTYPES)))
+    return DTYPES[name]
+
+
+def resolve_device(name: str) -> str:
+    if name not in DEVICES:
+        raise HarnessError(unknown_choice("device", name, list(DEVICES)))
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise HarnessError(
+            "device 'cuda' was asked for but no CUDA GPU is available; accepted here: cpu, auto"
+        )
+    return name
+
+
+def zoo_models() -> list[str]:
+    """Slugs of the shipped toy models (folders under ``harness/models/zoo``)."""
+    if not ZOO_DIR.is_dir():
+        return []
+    return sorted(p.name for p in ZOO_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def model_folder(model_cfg: Mapping[str, Any]) -> Path:
+    """The local folder holding the model's config, weights and tokenizer."""
+    source = model_cfg.get("source", "local")
+    name = str(model_cfg.get("name"))
+    if source not in SOURCES:
+        raise HarnessError(unknown_choice("model source", source, list(SOURCES)))
+    if source == "zoo":
+        folder = ZOO_DIR / name
+        if not (folder / "config.json").is_file():
+            raise HarnessError(unknown_choice("zoo model", name, zoo_models()))
+        return folder
+    if source == "local":
+        path = model_cfg.get("path")
+        if not path:
+            raise HarnessError("model=local needs model.path=DIR (a Hugging Face causal-LM folder)")
+        folder = Path(str(path)).expanduser()
+        check_causal_lm_folder(folder)
+        return folder
+    return hub_snapshot(str(model_cfg.get("path") or name), model_cfg.get("revision"))
+
+
+def check_causal_lm_folder(folder: Path) -> None:
+    """A folder with config.json naming a causal-LM architecture, safetensors weights and a
+    tokenizer; anything else is a one-line error."""
+    if not folder.is_dir():
+        raise HarnessError(f"model.path {str(folder)!r} is not a folder")
+    config = folder / "config.json"
+    if not config.is_file():
+        raise HarnessError(f"model.path {str(folder)!r} has no config.json (not a HF model folder)")
+    try:
+        architectures = json.loads(config.read_text()).get("architectures") or []
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise HarnessError(f"{config}: not valid JSON ({err})") from err
+    if not any(
+        str(a).endswith("ForCausalLM") or str(a).endswith("LMHeadModel") for a in architectures
+    ):
+        raise HarnessError(
+            f"model.path {str(folder)!r} is not a causal-LM folder: config.json architectures "
+            f"{architectures} (accepted: a *ForCausalLM or *LMHeadModel architecture)"
+        )
+    if not any(folder.glob("*.safetensors")):
+        raise HarnessError(
+            f"model.path {str(folder)!r} has no *.safetensors weights (only safetensors are loaded)"
+        )
+    if not any(folder.glob("tokenizer*")):
+        raise HarnessError(f"model.path {str(folder)!r} has no tokenizer files beside the weights")
+
+
+def hub_snapshot(repo_id: str, revision: str | None = None) -> Path:
+    """The local snapshot of a hub model (downloaded when online; safetensors and tokenizer
+    files only). Offline and not cached: a one-line error naming the model."""
+    from huggingface_hub import snapshot_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    try:
+        folder = snapshot_download(
+            repo_id, revision=revision, allow_patterns=_HUB_FILES, local_files_only=offline
+        )
+    except Exception as err:  # noqa: BLE001 - every hub failure becomes one line
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise HarnessError(
+            f"hub model {repo_id!r} is not in the local Hugging Face cache and could not be "
+            f"downloaded ({type(err).__name__}: {reason[:160]})"
+        ) from None
+    return Path(folder)
+
+
+def fingerprint_folder(folder: Path) -> str:
+    """A content fingerprint of a model folder: config.json plus each weights file's size and
+    the SHA-256 of its first and last MiB (cheap for multi-GB checkpoints)."""
+    digest = hashlib.sha256()
+    digest.update((folder / "config.json").read_bytes())
+    for weights in sorted(folder.glob("*.safetensors")):
+        size = weights.stat().st_size
+        digest.update(f"{weights.name}:{size}".encode())
+        with weights.open("rb") as handle:
+            digest.update(handle.read(1 << 20))
+            if size > 2 << 20:
+                handle.seek(size - (1 << 20))
+                digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
+def load_model(model_cfg: Mapping[str, Any], device: str, dtype: str) -> LoadedModel:
+    """Boot the model named by ``model_cfg`` on ``device`` in ``dtype`` (names as in the CLI)."""
+    from transformers import AutoTokenizer
+
+    torch_dtype = resolve_dtype(dtype)
+    torch_device = resolve_device(device)
+    folder = model_folder(model_cfg)
+    trust = bool(model_cfg.get("trust_remote_code", False))
+    random_init = bool(model_cfg.get("random_init", False))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust)
+        bridge = boot_bridge(str(folder), torch_device, torch_dtype, trust, random_init)
+    except HarnessError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a folder transformers cannot load
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise HarnessError(
+            f"cannot load model {model_cfg.get('name')!r} from {str(folder)!r}: "
+            f"{type(err).__name__}: {first[:200]}"
+        ) from None
+    fingerprint = fingerprint_folder(folder) + (":random" if random_init else "")
+    adapter = ModelAdapter(bridge, name=str(model_cfg.get("name")))
+    return LoadedModel(adapter=adapter, tokenizer=tokenizer, folder=folder, fingerprint=fingerprint)

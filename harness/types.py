@@ -1,0 +1,125 @@
+"""Shared types: prompt pairs, tokenized batches, components.
+
+Conventions used everywhere in the harness:
+
+- A *prompt pair* is a clean prompt x and a corrupt prompt x' of the same token length, with the
+  answer token(s) and the wrong-answer token(s) read at the last real position.
+- Batches are right-padded: row i's real tokens are ``tokens[i, : last[i] + 1]``. With causal
+  attention, padding after the last real token cannot change anything the metric reads, so no
+  attention mask is passed to the model. Clean and corrupt rows are padded identically, so a
+  patch at a padded position is a no-op.
+- A *component* is one slice of an activation site: a head's ``hook_z[..., h, :]``, an attention
+  output, an MLP output or the residual stream entering a block; either summed over all positions
+  (``pos = -1``) or at one position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+import torch
+
+Token = Union[str, int]  # noqa: UP007 - a runtime alias, valid on Python 3.10
+
+
+@dataclass(frozen=True)
+class PromptPair:
+    """One clean/corrupt pair before tokenization.
+
+    ``clean``/``corrupt`` are text (tokenized with the tokenizer's own defaults) or a list of token
+    ids (used as is). ``answers``/``wrongs`` are one or more tokens: a string is tokenized with
+    ``add_special_tokens=False`` and must give exactly one token; an int is a token id.
+    ``source`` names where the pair came from (``file.jsonl:3``) for error messages.
+    """
+
+    clean: str | list[int]
+    corrupt: str | list[int]
+    answers: tuple[Token, ...]
+    wrongs: tuple[Token, ...]
+    source: str = ""
+
+
+@dataclass
+class PromptBatch:
+    """Tokenized prompt pairs, right-padded.
+
+    Shapes: ``clean``, ``corrupt``: [n, seq] long; ``last``: [n] long (index of the last real
+    token); ``answers``: [n, A] long and ``answer_mask``: [n, A] bool (valid entries);
+    ``wrongs``/``wrong_mask``: [n, W]. Single-token answers give A = W = 1.
+    """
+
+    clean: torch.Tensor
+    corrupt: torch.Tensor
+    last: torch.Tensor
+    answers: torch.Tensor
+    answer_mask: torch.Tensor
+    wrongs: torch.Tensor
+    wrong_mask: torch.Tensor
+    texts: list[PromptPair] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return int(self.clean.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.clean.shape[1])
+
+    def to(self, device: torch.device | str) -> PromptBatch:
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device)
+
+        return PromptBatch(
+            clean=move(self.clean),
+            corrupt=move(self.corrupt),
+            last=move(self.last),
+            answers=move(self.answers),
+            answer_mask=move(self.answer_mask),
+            wrongs=move(self.wrongs),
+            wrong_mask=move(self.wrong_mask),
+            texts=self.texts,
+        )
+
+    def select(self, rows: slice | torch.Tensor) -> PromptBatch:
+        """A sub-batch (rows of every tensor)."""
+        texts = self.texts[rows] if isinstance(rows, slice) and self.texts else self.texts
+        return PromptBatch(
+            clean=self.clean[rows],
+            corrupt=self.corrupt[rows],
+            last=self.last[rows],
+            answers=self.answers[rows],
+            answer_mask=self.answer_mask[rows],
+            wrongs=self.wrongs[rows],
+            wrong_mask=self.wrong_mask[rows],
+            texts=texts,
+        )
+
+
+SITES: tuple[str, ...] = ("head", "attn_out", "mlp_out", "resid_pre")
+"""Component sites: ``head`` is ``blocks.{l}.attn.hook_z`` [batch, pos, head, d_head];
+``attn_out`` is ``blocks.{l}.hook_attn_out``, ``mlp_out`` is ``blocks.{l}.hook_mlp_out`` and
+``resid_pre`` is ``blocks.{l}.hook_resid_pre``, each [batch, pos, d_model]."""
+
+POSITION_MODES: tuple[str, ...] = ("all", "each")
+
+
+@dataclass(frozen=True, order=True)
+class Component:
+    """One component: ``site`` at ``layer``; ``head`` (-1 if the site has none); ``pos`` (-1 when
+    the component spans all positions)."""
+
+    site: str
+    layer: int
+    head: int = -1
+    pos: int = -1
+
+    @property
+    def id(self) -> str:
+        """A stable string id, e.g. ``head.L1.H3`` or ``resid_pre.L0.P5``."""
+        parts = [self.site, f"L{self.layer}"]
+        if self.head >= 0:
+            parts.append(f"H{self.head}")
+        if self.pos >= 0:
+            parts.append(f"P{self.pos}")
+        return ".".join(parts)

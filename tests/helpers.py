@@ -1,0 +1,64 @@
+"""Test helpers: contexts over tiny models with random prompt pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from harness.components import enumerate_components
+from harness.context import AttributionContext
+from harness.models.loader import load_model
+from harness.types import PromptBatch
+
+
+def random_batch(
+    n: int,
+    seq: int,
+    seed: int,
+    vocab: int = 64,
+    lengths: list[int] | None = None,
+    n_answers: int = 1,
+) -> PromptBatch:
+    """n random clean/corrupt pairs (ids 3..vocab-1); corrupt differs at about half the
+    positions; optional per-row lengths (right-padded with 0)."""
+    gen = torch.Generator().manual_seed(seed)
+    clean = torch.randint(3, vocab, (n, seq), generator=gen)
+    flip = torch.rand(n, seq, generator=gen) < 0.5
+    corrupt = torch.where(flip, torch.randint(3, vocab, (n, seq), generator=gen), clean)
+    clean[:, 0] = corrupt[:, 0] = 1  # BOS
+    last = torch.full((n,), seq - 1)
+    if lengths is not None:
+        last = torch.tensor([length - 1 for length in lengths])
+        for i, length in enumerate(lengths):
+            clean[i, length:] = 0
+            corrupt[i, length:] = 0
+    answers = torch.randint(3, vocab, (n, n_answers), generator=gen)
+    wrongs = torch.randint(3, vocab, (n, n_answers), generator=gen)
+    mask = torch.ones(n, n_answers, dtype=torch.bool)
+    return PromptBatch(clean, corrupt, last, answers, mask, wrongs, mask.clone())
+
+
+def make_context(
+    folder: Path,
+    batch: PromptBatch,
+    sites=("head",),
+    positions="all",
+    dtype="float64",
+    metric="logit_diff",
+    direction="noising",
+    batch_size=64,
+) -> tuple[AttributionContext, str]:
+    loaded = load_model(
+        {"name": folder.name, "source": "local", "path": str(folder)}, device="cpu", dtype=dtype
+    )
+    components = enumerate_components(loaded.adapter.shape, list(sites), positions, batch.seq_len)
+    ctx = AttributionContext(
+        model=loaded.adapter,
+        batch=batch,
+        components=components,
+        metric=metric,
+        direction=direction,
+        batch_size=batch_size,
+    )
+    return ctx, loaded.fingerprint
