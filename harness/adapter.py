@@ -111,6 +111,12 @@ class ModelAdapter:
             raise HarnessError(f"model {self.name!r} has no hook {name!r} for site {site!r}")
         return name
 
+    def hook_point(self, name: str) -> torch.nn.Module:
+        """The hook-point module of ``name`` (for libraries that hook modules, e.g. captum)."""
+        if name not in self._hook_names:
+            raise HarnessError(f"model {self.name!r} has no hook {name!r}")
+        return self.bridge.hook_dict[name]
+
     def run(self, tokens: torch.Tensor, hooks: Sequence[tuple[str, HookFn]] = ()) -> torch.Tensor:
         """Logits [batch, pos, vocab] of one forward pass with ``hooks`` applied."""
         if hooks:
