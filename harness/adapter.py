@@ -51,6 +51,7 @@ def boot_bridge(
     from transformer_lens.model_bridge import TransformerBridge
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
+    _quiet_transformers()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bridge = TransformerBridge.boot_transformers(
@@ -66,6 +67,17 @@ def boot_bridge(
     for param in bridge.parameters():
         param.requires_grad_(False)
     return bridge
+
+
+def _quiet_transformers() -> None:
+    """No weight-loading progress bars or advisory warnings from transformers on stderr."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
 
 
 @dataclass

@@ -47,3 +47,30 @@ def _correlation(fn, a: np.ndarray, b: np.ndarray) -> float:
     if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
         return math.nan
     return float(fn(a, b).statistic)
+
+
+def roc_auc(score: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of ``score`` for binary ``labels`` (ties count one half);
+    NaN when only one class is present."""
+    labels = np.asarray(labels, dtype=bool)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if positives == 0 or negatives == 0:
+        return math.nan
+    ranks = stats.rankdata(score)
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def average_precision(score: np.ndarray, labels: np.ndarray) -> float:
+    """Average precision: sum over distinct thresholds of precision x recall increment (as
+    scikit-learn defines it); NaN without positives."""
+    labels = np.asarray(labels, dtype=bool)
+    positives = int(labels.sum())
+    if positives == 0:
+        return math.nan
+    order = np.argsort(-np.asarray(score), kind="stable")
+    sorted_score, sorted_labels = np.asarray(score)[order], labels[order]
+    ends = np.r_[np.nonzero(np.diff(sorted_score))[0], sorted_score.size - 1]
+    true_pos = np.cumsum(sorted_labels)[ends]
+    precision = true_pos / (ends + 1)
+    recall = true_pos / positives
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))

@@ -22,6 +22,7 @@ class AttributionPatching(Method):
     """First-order attribution patching."""
 
     options = {}
+    bound = "atp"
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         names = site_names(ctx.components)

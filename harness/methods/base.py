@@ -38,6 +38,9 @@ class Method(ABC):
     slug: ClassVar[str] = ""
     options: ClassVar[dict[str, Any]] = {}
     """Accepted options and their defaults."""
+    bound: ClassVar[str | None] = None
+    """Which error bound of :mod:`harness.diagnostics` brackets this method's estimate
+    (``"atp"``, ``"hvp"`` or None)."""
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.options))

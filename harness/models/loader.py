@@ -152,17 +152,47 @@ def fingerprint_folder(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def load_tokenizer(folder: Path, trust_remote_code: bool = False) -> Any:
+    """The folder's tokenizer as ``AutoTokenizer`` loads it (its own defaults).
+
+    One exception: transformers replaces the declared class of a few model types (e.g. qwen2) by
+    their hub tokenizer class. When the folder declares the generic fast tokenizer
+    (``PreTrainedTokenizerFast``/``TokenizersBackend``) and that replacement cannot encode the
+    folder's own vocabulary (a word-level tokenizer, as in the toy zoo), the declared
+    ``tokenizer.json`` is loaded as is.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+    config_file, json_file = folder / "tokenizer_config.json", folder / "tokenizer.json"
+    if not (config_file.is_file() and json_file.is_file()):
+        return tokenizer
+    declared = json.loads(config_file.read_text()).get("tokenizer_class")
+    if declared not in ("PreTrainedTokenizerFast", "TokenizersBackend"):
+        return tokenizer
+    if isinstance(tokenizer, PreTrainedTokenizerFast) and type(tokenizer).__name__ == declared:
+        return tokenizer
+    exact = PreTrainedTokenizerFast.from_pretrained(str(folder))
+    special = set(exact.all_special_tokens)
+    probe = next((w for w in exact.get_vocab() if w not in special), None)
+    if (
+        probe is not None
+        and tokenizer(probe, add_special_tokens=False)["input_ids"]
+        != exact(probe, add_special_tokens=False)["input_ids"]
+    ):
+        return exact
+    return tokenizer
+
+
 def load_model(model_cfg: Mapping[str, Any], device: str, dtype: str) -> LoadedModel:
     """Boot the model named by ``model_cfg`` on ``device`` in ``dtype`` (names as in the CLI)."""
-    from transformers import AutoTokenizer
-
     torch_dtype = resolve_dtype(dtype)
     torch_device = resolve_device(device)
     folder = model_folder(model_cfg)
     trust = bool(model_cfg.get("trust_remote_code", False))
     random_init = bool(model_cfg.get("random_init", False))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust)
+        tokenizer = load_tokenizer(folder, trust_remote_code=trust)
         bridge = boot_bridge(str(folder), torch_device, torch_dtype, trust, random_init)
     except HarnessError:
         raise

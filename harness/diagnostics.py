@@ -1,0 +1,221 @@
+"""Reliability scores, flags and error bounds for every run.
+
+Reliability scores (larger = distrust the first-order estimate more), per component c with
+f_c(t) = L(base | a_c <- a_c + t d_c) (see :mod:`harness.second_order`):
+
+- ``curvature_ratio``: r_c = |f_c''(0)| / (2 |f_c'(0)|) = |d_c^T H_c d_c| / (2 |g_c . d_c|): the
+  second-order term over the first. Cost: one batched forward, backward and HVP per chunk.
+- ``delta_norm``: ||d_c||, the L2 norm of the perturbation over the component's slice and all
+  prompts. Cost: the two forward passes AtP already makes.
+- ``grad_disagreement``: |(g_c(source) - g_c(base)) . d_c| / (2 |g_c(base) . d_c|), the
+  disagreement of first-order estimates taken with the gradient of the base run and of the
+  source run (for a quadratic f_c it equals ``curvature_ratio``). Cost: one extra backward.
+
+Ground-truth label: c is *unreliable* when |AtP_c - truth_c| > ``abs + rel * |truth_c|``
+(defaults 0.05 metric units and 0.25). A score flags c when it exceeds its threshold, or, for a
+score without threshold, when it is in the top ``flag_fraction`` of components. Precision,
+recall and F1 of the flags, and AUROC and average precision of the raw score, are reported.
+
+Error bounds (intervals that should contain the true effect; judged by measured coverage):
+
+- AtP interval ``[min(f'(0), f'(1)), max(f'(0), f'(1))]``: Delta_c = integral of f_c'(t) over
+  [0, 1] lies between f_c'(0) and f_c'(1) whenever f_c' is monotone on the path (f_c convex or
+  concave there). Cost: f_c'(1), one batched forward/backward at the patched end.
+- HVP interval ``hvp_c +/- |f_c''(1) - f_c''(0)| / 6``: the Taylor remainder of the
+  second-order estimate is f_c'''(s) / 6 for some s; taking |f'''| <= |f''(1) - f''(0)| (its
+  mean over the path) is exact for a cubic f_c and an assumption otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.components import reduce_per_component
+from harness.context import AttributionContext
+from harness.errors import HarnessError
+from harness.evaluation import average_precision, roc_auc
+from harness.patching import collect_activations, metric_gradients, site_names
+from harness.registry import unknown_choice
+from harness.second_order import path_derivatives
+
+SCORES = ("curvature_ratio", "delta_norm", "grad_disagreement")
+DEFAULT_THRESHOLDS = {"curvature_ratio": 0.5, "delta_norm": None, "grad_disagreement": 0.5}
+_TINY = 1e-12
+
+
+@dataclass
+class PathQuantities:
+    """Per-component f'(0), f''(0), f'(1), f''(1) (float64 [n]) and the site tensors."""
+
+    first0: torch.Tensor
+    second0: torch.Tensor
+    first1: torch.Tensor
+    second1: torch.Tensor
+    base: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+    source: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+
+
+def path_quantities(ctx: AttributionContext) -> PathQuantities:
+    """First and second path derivatives at both ends of every component's path."""
+    names = site_names(ctx.components)
+    _, base = collect_activations(ctx, ctx.base_tokens, names)
+    _, source = collect_activations(ctx, ctx.source_tokens, names)
+    first0, second0 = path_derivatives(ctx, ctx.components, base, source, t=0.0)
+    first1, second1 = path_derivatives(ctx, ctx.components, base, source, t=1.0)
+    return PathQuantities(first0, second0, first1, second1, base, source)
+
+
+def reliability_scores(
+    ctx: AttributionContext, which: Sequence[str], path: PathQuantities | None = None
+) -> dict[str, torch.Tensor]:
+    """The requested reliability scores, each float64 [n_components]."""
+    for name in which:
+        if name not in SCORES:
+            raise HarnessError(unknown_choice("reliability score", name, list(SCORES)))
+    names = site_names(ctx.components)
+    out: dict[str, torch.Tensor] = {}
+    if path is None and "curvature_ratio" in which:
+        path = path_quantities(ctx)
+    if path is not None:
+        base, source = path.base, path.source
+    else:
+        _, base = collect_activations(ctx, ctx.base_tokens, names)
+        _, source = collect_activations(ctx, ctx.source_tokens, names)
+    delta = {name: source[name] - base[name] for name in names}
+    if "curvature_ratio" in which:
+        out["curvature_ratio"] = path.second0.abs() / (2 * path.first0.abs() + _TINY)
+    if "delta_norm" in which:
+        squares = reduce_per_component(
+            {k: v.double() ** 2 for k, v in delta.items()}, ctx.components
+        )
+        out["delta_norm"] = squares.sqrt().cpu()
+    if "grad_disagreement" in which:
+        _, _, g_base = metric_gradients(ctx, ctx.base_tokens, names)
+        _, _, g_source = metric_gradients(ctx, ctx.source_tokens, names)
+        atp_base = reduce_per_component({k: delta[k] * g_base[k] for k in names}, ctx.components)
+        atp_source = reduce_per_component(
+            {k: delta[k] * g_source[k] for k in names}, ctx.components
+        )
+        out["grad_disagreement"] = (
+            (atp_source - atp_base).abs().double() / (2 * atp_base.abs().double() + _TINY)
+        ).cpu()
+    return out
+
+
+def unreliable_labels(
+    atp: np.ndarray, truth: np.ndarray, abs_tol: float, rel_tol: float
+) -> np.ndarray:
+    """True where AtP's absolute error exceeds ``abs_tol + rel_tol * |truth|``."""
+    return np.abs(atp - truth) > abs_tol + rel_tol * np.abs(truth)
+
+
+def flag_components(score: np.ndarray, threshold: float | None, fraction: float) -> np.ndarray:
+    """Flags: score > threshold, or (no threshold) the top ``fraction`` of components."""
+    if threshold is not None:
+        return score > threshold
+    count = int(math.ceil(fraction * score.size)) if score.size else 0
+    flags = np.zeros(score.size, dtype=bool)
+    flags[np.argsort(-score, kind="stable")[:count]] = True
+    return flags
+
+
+def flag_quality(flags: np.ndarray, score: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Precision, recall, F1 of ``flags`` and AUROC, average precision of ``score``."""
+    tp = float(np.sum(flags & labels))
+    precision = tp / flags.sum() if flags.sum() else math.nan
+    recall = tp / labels.sum() if labels.sum() else math.nan
+    if math.isnan(precision) or math.isnan(recall):
+        f1 = math.nan
+    else:
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "auroc": roc_auc(score, labels),
+        "ap": average_precision(score, labels),
+    }
+
+
+def bound_quality(lo: np.ndarray, hi: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Coverage (fraction of truths inside [lo, hi]) and width (mean width / mean |truth|)."""
+    inside = (truth >= lo - 1e-12) & (truth <= hi + 1e-12)
+    scale = float(np.mean(np.abs(truth)))
+    return {
+        "coverage": float(np.mean(inside)) if truth.size else math.nan,
+        "width": float(np.mean(hi - lo)) / scale if scale > 0 else math.nan,
+    }
+
+
+def check_reliability_config(cfg: Mapping[str, Any]) -> None:
+    """One-line errors for bad reliability/flag settings."""
+    for name in cfg.get("scores", []):
+        if name not in SCORES:
+            raise HarnessError(unknown_choice("reliability score", name, list(SCORES)))
+    fraction = cfg.get("flag_fraction", 0.2)
+    if not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise HarnessError(f"reliability.flag_fraction must be in (0, 1], got {fraction!r}")
+
+
+def run_diagnostics(
+    ctx: AttributionContext,
+    truth: np.ndarray,
+    scores: Sequence[str],
+    flag_cfg: Mapping[str, Any],
+    unreliable_cfg: Mapping[str, Any],
+    bound_kind: str | None,
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Per-component columns and summary values of the reliability scores, flags and bounds.
+
+    Columns: ``reliability_<score>``, ``unreliable`` (the label), ``flagged`` (by the first
+    score), ``atp_bound_lo/hi``, ``hvp_bound_lo/hi``, and ``bound_lo/hi`` for the method's own
+    estimate kind (``bound_kind`` "atp" or "hvp"; NaN for other methods).
+    """
+    fraction = float(flag_cfg.get("fraction", 0.2))
+    thresholds = dict(DEFAULT_THRESHOLDS, **(flag_cfg.get("thresholds") or {}))
+    path = path_quantities(ctx)
+    atp = path.first0.numpy()
+    hvp = (path.first0 + path.second0 / 2).numpy()
+    labels = unreliable_labels(
+        atp, truth, float(unreliable_cfg.get("abs", 0.05)), float(unreliable_cfg.get("rel", 0.25))
+    )
+    columns: dict[str, np.ndarray] = {"unreliable": labels}
+    summary: dict[str, float] = {"n_unreliable": int(labels.sum())}
+    values = reliability_scores(ctx, scores, path)
+    for rank, name in enumerate(scores):
+        score = values[name].numpy()
+        flags = flag_components(score, thresholds.get(name), fraction)
+        quality = flag_quality(flags, score, labels)
+        columns[f"reliability_{name}"] = score
+        for key, value in quality.items():
+            summary[f"flag_{key}_{name}"] = value
+            if rank == 0:
+                summary[f"flag_{key}"] = value
+        if rank == 0:
+            columns["flagged"] = flags
+            summary["flag_score"] = name
+    spread = np.abs(path.second1.numpy() - path.second0.numpy()) / 6
+    bounds = {
+        "atp": (np.minimum(atp, path.first1.numpy()), np.maximum(atp, path.first1.numpy())),
+        "hvp": (hvp - spread, hvp + spread),
+    }
+    for kind, (lo, hi) in bounds.items():
+        columns[f"{kind}_bound_lo"], columns[f"{kind}_bound_hi"] = lo, hi
+        quality = bound_quality(lo, hi, truth)
+        summary[f"{kind}_bound_coverage"] = quality["coverage"]
+        summary[f"{kind}_bound_width"] = quality["width"]
+    if bound_kind in bounds:
+        columns["bound_lo"], columns["bound_hi"] = bounds[bound_kind]
+        summary["bound_coverage"] = summary[f"{bound_kind}_bound_coverage"]
+        summary["bound_width"] = summary[f"{bound_kind}_bound_width"]
+    else:
+        nan = np.full(truth.shape, np.nan)
+        columns["bound_lo"], columns["bound_hi"] = nan, nan.copy()
+        summary["bound_coverage"] = summary["bound_width"] = math.nan
+    return columns, summary
