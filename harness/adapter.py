@@ -1,8 +1,10 @@
 """The one module that talks to TransformerLens.
 
 Everything else in the harness sees a :class:`ModelAdapter`: hook names for component sites, a
-forward pass with hooks, and a cache of activations. A new TransformerLens major version is a
-change to this file alone.
+forward pass with hooks, a cache of activations, and (for the fast patching engine) a way to
+re-enter the block stack at any layer and position from an unpatched run's residual stream,
+keys and values (:meth:`ModelAdapter.block_inputs`, :meth:`ModelAdapter.run_from_layer`). A new
+TransformerLens major version is a change to this file alone.
 
 Hook semantics (TransformerLens): a forward hook ``fn(activation, hook)`` that returns a tensor
 replaces the activation for everything downstream. To take gradients with respect to an
@@ -12,10 +14,13 @@ the activation is never detached, so gradients reach it through every downstream
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -151,3 +156,276 @@ class ModelAdapter:
         with torch.no_grad():
             logits = self.run(tokens, all_hooks)
         return logits, store
+
+    # ---- the fast patching path: re-entering the block stack from a cached residual ----
+
+    def block_inputs(self, tokens: torch.Tensor, record_kv: bool = False) -> BlockInputs:
+        """Everything needed to re-run blocks l..L-1 of an unpatched run on ``tokens`` [m, seq].
+
+        One full forward (the bridge's own, with hooks none) captures each block's call
+        arguments through forward pre-hooks; one pass of the block loop of
+        :meth:`run_from_layer` from block 0 then records the hidden state entering every block
+        and (``record_kv``) every attention layer's keys and values. Both passes' logits are
+        kept so the caller can check the loop against the full forward.
+        """
+        blocks = self._blocks()
+        calls: list[tuple[tuple, dict] | None] = [None] * len(blocks)
+
+        def capture(index: int):
+            def pre_hook(module, args, kwargs):
+                calls[index] = (args, dict(kwargs))
+
+            return pre_hook
+
+        handles = [
+            block.register_forward_pre_hook(capture(i), with_kwargs=True)
+            for i, block in enumerate(blocks)
+        ]
+        try:
+            with torch.no_grad():
+                logits = self.bridge(tokens)
+        finally:
+            for handle in handles:
+                handle.remove()
+        if any(call is None for call in calls):
+            raise HarnessError(f"model {self.name!r}: not every block ran in the forward pass")
+        m, seq = int(tokens.shape[0]), int(tokens.shape[1])
+        kwargs, resid0 = [], None
+        for index, (args, kw) in enumerate(calls):
+            hidden, rest = _split_block_call(blocks[index], args, kw)
+            if index == 0:
+                resid0 = hidden
+            kwargs.append(rest)
+        inputs = BlockInputs(kwargs=kwargs, resid=[], n_prompts=m, seq_len=seq, logits=logits)
+        recorder = _KVCache(record=True) if record_kv else None
+        with torch.no_grad():
+            inputs.loop_logits = self._loop(
+                inputs, 0, resid0, {}, 0, seq, None, recorder, keep_resid=inputs.resid
+            )
+        if recorder is not None:
+            inputs.keys, inputs.values = recorder.keys, recorder.values
+        return inputs
+
+    def run_from_layer(
+        self,
+        resid: torch.Tensor,
+        layer: int,
+        hooks: Sequence[tuple[str, HookFn]],
+        block_inputs: BlockInputs,
+        enter: Mapping[int, torch.Tensor] | None = None,
+        start_pos: int = 0,
+        stop_pos: int | None = None,
+        read_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits of blocks ``layer``..L-1, the final norm and the unembedding, with ``hooks``.
+
+        ``resid`` [rows, stop_pos - start_pos, d_model] enters block ``layer``; ``rows`` is a
+        multiple of ``block_inputs.n_prompts`` (copies of the prompt chunk, copy-major).
+        ``enter`` {l: [rows_l, ...]} appends more copies to the batch just before block l
+        (copies that start later). Only positions ``start_pos``..``stop_pos - 1`` run; the
+        keys and values of earlier positions come from the unpatched run (``block_inputs``
+        recorded with ``record_kv``), which is exact for causal attention when nothing before
+        ``start_pos`` changed. ``read_pos`` [rows] (absolute positions) returns logits
+        [rows, 1, vocab] at one position per row; otherwise [rows, window, vocab].
+        """
+        stop = block_inputs.seq_len if stop_pos is None else stop_pos
+        cache = None
+        if start_pos > 0:
+            if block_inputs.keys is None:
+                raise HarnessError("start_pos > 0 needs block inputs recorded with record_kv")
+            cache = _KVCache(prefix=(block_inputs.keys, block_inputs.values), stop=start_pos)
+        context = self.bridge.hooks(fwd_hooks=list(hooks)) if hooks else nullcontext()
+        with context:
+            return self._loop(
+                block_inputs, layer, resid, dict(enter or {}), start_pos, stop, read_pos, cache
+            )
+
+    def _loop(
+        self,
+        inputs: BlockInputs,
+        layer: int,
+        hidden: torch.Tensor,
+        enter: dict[int, torch.Tensor],
+        start: int,
+        stop: int,
+        read_pos: torch.Tensor | None,
+        cache: _KVCache | None,
+        keep_resid: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        blocks = self._blocks()
+        prepared: dict[tuple[int, int], dict[str, Any]] = {}
+        for index in range(layer, len(blocks)):
+            if index in enter:
+                hidden = torch.cat([hidden, enter[index]], dim=0)
+            if keep_resid is not None:
+                keep_resid.append(hidden)
+            kwargs = prepared.get((index, hidden.shape[0]))
+            if kwargs is None:
+                kwargs = _window_kwargs(inputs, index, hidden.shape[0], start, stop, cache)
+                prepared[(index, hidden.shape[0])] = kwargs
+            out = blocks[index](hidden, **kwargs)
+            hidden = out[0] if isinstance(out, tuple) else out
+        if read_pos is not None:
+            rows = torch.arange(hidden.shape[0], device=hidden.device)
+            hidden = hidden[rows, (read_pos - start).clamp(0, stop - start - 1)].unsqueeze(1)
+        return self._final(hidden)
+
+    def _final(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final norm, unembedding and what the HF top-level forward does after its lm head
+        (Gemma-2's ``final_logit_softcapping``)."""
+        logits = self.bridge.unembed(self.bridge.ln_final(hidden))
+        hf_config = getattr(getattr(self.bridge, "original_model", None), "config", None)
+        softcap = getattr(hf_config, "final_logit_softcapping", None)
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        return logits
+
+    def _blocks(self) -> Sequence[torch.nn.Module]:
+        blocks = getattr(self.bridge, "blocks", None)
+        if (
+            blocks is None
+            or not hasattr(self.bridge, "ln_final")
+            or not hasattr(self.bridge, "unembed")
+        ):
+            raise HarnessError(f"model {self.name!r} has no blocks/ln_final/unembed stack")
+        return blocks
+
+
+@dataclass
+class BlockInputs:
+    """An unpatched run of m prompts as its blocks saw it (see :meth:`ModelAdapter.block_inputs`).
+
+    ``kwargs[l]``: block l's keyword arguments besides the hidden state (attention mask,
+    position embeddings, ...; HF caches removed). ``resid[l]`` [m, seq, d_model]: the hidden
+    state entering block l (``blocks.{l}.hook_resid_pre`` before any hook). ``keys``/``values``
+    [l]: the keys and values block l's attention computed (after rotary embeddings, before GQA
+    expansion), or None. ``logits``: the bridge's full forward; ``loop_logits``: the block loop
+    from block 0 (equal to ``logits`` when the loop reproduces the model).
+    """
+
+    kwargs: list[dict[str, Any]]
+    resid: list[torch.Tensor]
+    n_prompts: int
+    seq_len: int
+    logits: torch.Tensor
+    loop_logits: torch.Tensor | None = None
+    keys: dict[int, torch.Tensor] | None = None
+    values: dict[int, torch.Tensor] | None = None
+
+
+class WindowUnsupported(HarnessError):
+    """A block takes a per-position argument the position window does not know how to slice."""
+
+
+_CACHE_NAMES = ("cache", "past_key_values", "past_key_value", "layer_past")
+_KV_KWARG = "layer_past"
+"""The keyword that carries the KV cache to TransformerLens's attention bridges:
+``AttentionBridge._update_kv_cache`` reads ``past_key_values``, then ``layer_past``. HF decoder
+layers pass unknown keywords on to their attention module; transformers 5 renames a
+``past_key_values`` keyword to ``cache`` (which the bridges do not read), ``layer_past`` it
+leaves alone (GPT-NeoX layers take it by that name)."""
+
+
+class _KVCache:
+    """A minimal stand-in for an HF cache, given to the attention bridges.
+
+    ``record=True``: remember each layer's keys/values and return them unchanged. With a
+    ``prefix``: prepend the recorded keys/values of positions ``< stop`` (repeated over the
+    copies of the prompt chunk) to the window's own.
+    """
+
+    def __init__(self, record: bool = False, prefix=None, stop: int = 0) -> None:
+        self.record = record
+        self.keys: dict[int, torch.Tensor] = {}
+        self.values: dict[int, torch.Tensor] = {}
+        self.prefix = prefix
+        self.stop = stop
+        self._repeated: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args, **kwargs):
+        if self.record:
+            self.keys[layer_idx], self.values[layer_idx] = key, value
+            return key, value
+        keys, values = self.prefix
+        if layer_idx not in keys:
+            raise WindowUnsupported(f"no recorded keys for attention layer {layer_idx}")
+        rows = key.shape[0]
+        cached = self._repeated.get((layer_idx, rows))
+        if cached is None:
+            past_k = keys[layer_idx][..., : self.stop, :]
+            past_v = values[layer_idx][..., : self.stop, :]
+            reps = rows // past_k.shape[0]
+            cached = (_repeat_rows(past_k, reps), _repeat_rows(past_v, reps))
+            self._repeated[(layer_idx, rows)] = cached
+        return torch.cat([cached[0], key], dim=-2), torch.cat([cached[1], value], dim=-2)
+
+
+def _repeat_rows(tensor: torch.Tensor, reps: int) -> torch.Tensor:
+    return tensor if reps == 1 else tensor.repeat(reps, *([1] * (tensor.dim() - 1)))
+
+
+def _split_block_call(
+    block: torch.nn.Module, args: tuple, kwargs: dict
+) -> tuple[torch.Tensor, dict]:
+    """(hidden state, every other argument by name, HF caches dropped) of one block call."""
+    original = getattr(block, "original_component", None) or block
+    signature = inspect.signature(original.forward)
+    bound = signature.bind_partial(*args, **kwargs).arguments
+    extra: dict[str, Any] = {}
+    named: dict[str, Any] = {}
+    for name, value in bound.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            extra.update(value)
+        elif kind is inspect.Parameter.VAR_POSITIONAL:
+            if value:
+                raise HarnessError(f"block {type(original).__name__} takes *args")
+        else:
+            named[name] = value
+    named.update(extra)
+    first = next(iter(signature.parameters))
+    hidden = named.pop(first, None)
+    if hidden is None:
+        hidden = named.pop("hidden_states")
+    if not isinstance(hidden, torch.Tensor):
+        raise HarnessError(f"block {type(original).__name__}: no hidden-state tensor")
+    for name in list(named):
+        if name in _CACHE_NAMES or type(named[name]).__name__.endswith("Cache"):
+            named[name] = None
+    if "use_cache" in named:
+        named["use_cache"] = False
+    return hidden, named
+
+
+def _window_kwargs(
+    inputs: BlockInputs, layer: int, rows: int, start: int, stop: int, cache: _KVCache | None
+) -> dict[str, Any]:
+    """Block ``layer``'s arguments for positions start..stop-1 and ``rows`` rows."""
+    m, seq = inputs.n_prompts, inputs.seq_len
+    full = start == 0 and stop == seq
+    reps = rows // m
+
+    def window(name: str, value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return type(value)(window(name, v) for v in value)
+        if not isinstance(value, torch.Tensor):
+            return value
+        if not full:
+            if name == "attention_mask" and value.dim() == 4:
+                value = value[..., start:stop, :stop]
+            elif name == "attention_mask" and value.dim() == 2:
+                value = value[:, :stop]
+            elif name in ("position_embeddings", "position_ids") and value.dim() >= 2:
+                value = value[..., start:stop, :] if value.dim() == 3 else value[..., start:stop]
+            elif name == "cache_position" and value.dim() == 1:
+                value = value[start:stop]
+            elif value.dim() >= 1 and seq in value.shape:
+                raise WindowUnsupported(f"block argument {name!r} {tuple(value.shape)}")
+        if value.dim() >= 2 and value.shape[0] == m and reps > 1:
+            value = _repeat_rows(value, reps)
+        return value
+
+    out = {name: window(name, value) for name, value in inputs.kwargs[layer].items()}
+    if cache is not None:
+        out[_KV_KWARG] = cache
+    return out

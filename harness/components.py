@@ -19,14 +19,8 @@ SITE_ORDER = {"resid_pre": 0, "head": 1, "attn_out": 2, "mlp_out": 3}
 """Order of sites inside one block, following the forward pass."""
 
 
-def enumerate_components(
-    shape: ModelShape, sites: Sequence[str], positions: str, seq_len: int
-) -> list[Component]:
-    """Every component of ``sites`` in forward order (layer, then site, head, position).
-
-    ``positions="all"``: one component per site slice, summed over positions (``pos=-1``);
-    ``positions="each"``: one per position ``0..seq_len-1``.
-    """
+def check_components(sites: Sequence[str] | str, positions: str) -> list[str]:
+    """The distinct sites, after one-line errors for unknown sites or position modes."""
     if isinstance(sites, str):
         sites = [sites]
     sites = list(dict.fromkeys(sites))
@@ -37,6 +31,18 @@ def enumerate_components(
             raise HarnessError(unknown_choice("site", site, list(SITES)))
     if positions not in POSITION_MODES:
         raise HarnessError(unknown_choice("positions mode", positions, list(POSITION_MODES)))
+    return sites
+
+
+def enumerate_components(
+    shape: ModelShape, sites: Sequence[str], positions: str, seq_len: int
+) -> list[Component]:
+    """Every component of ``sites`` in forward order (layer, then site, head, position).
+
+    ``positions="all"``: one component per site slice, summed over positions (``pos=-1``);
+    ``positions="each"``: one per position ``0..seq_len-1``.
+    """
+    sites = check_components(sites, positions)
     pos_values = [-1] if positions == "all" else list(range(seq_len))
     components = []
     for layer in range(shape.n_layers):

@@ -2,9 +2,25 @@
 
 - :func:`collect_activations`: activations of all component sites on one run (no grad).
 - :func:`patch_effects`: exact activation patching, many patched copies of the prompt batch per
-  forward pass (one copy per component), chunked so at most ``batch_size`` sequences run at once.
+  forward pass (one copy per component), chunked so at most ``batch_size`` sequences run at once,
+  and nothing recomputed that a patch cannot change (see below).
+- :func:`patch_effects_full`: the same effects with one full forward per chunk of copies (the
+  reference, and the fallback of :func:`patch_effects`).
 - :func:`metric_gradients`: dL/da at every site of the base run in one backward pass, through
   every downstream path (hooks return ``act + eps``; nothing is detached).
+
+The fast path of :func:`patch_effects`. A patch at layer l cannot change blocks 0..l-1, and with
+causal attention a patch at position p cannot change positions before p. Per prompt chunk, one
+unpatched run records the residual stream entering every block (``blocks.{l}.hook_resid_pre``
+before hooks), each block's call arguments and each attention layer's keys and values. A chunk
+of copies then runs only blocks l..L-1 and positions p0..last: copies enter the batch at their
+own component's layer (copy-major rows, ordered by layer), positions before the chunk's earliest
+patched position p0 are read from the recorded keys/values, and logits are computed at each
+prompt's last position only. Components are sorted by (position, layer) so chunks share p0.
+Before using it, each call checks the block loop against the model's own forward on the
+unpatched chunk (bitwise in practice), and re-entry at a middle layer and a middle position
+against the same logits; when a check fails it logs a warning and falls back to
+:func:`patch_effects_full` (or, when only the position check fails, re-enters at position 0).
 
 All functions take an :class:`~harness.context.AttributionContext` and count their passes in
 its cost counter.
@@ -12,7 +28,10 @@ its cost counter.
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from tqdm.auto import tqdm
@@ -21,6 +40,8 @@ from harness.components import group_by_hook, hook_of, slice_index
 from harness.context import AttributionContext
 from harness.task_metric import per_prompt_metric
 from harness.types import Component
+
+log = logging.getLogger(__name__)
 
 Activations = dict[str, torch.Tensor]
 """Hook name -> activation [n, seq, ...] for all n prompts."""
@@ -57,8 +78,25 @@ def patch_effects(
 
     ``source`` holds the source run's activations at every site of ``components``;
     ``base_metric`` [n] is the per-prompt metric of the unpatched base run. Each forward pass
-    stacks k copies of up to ``batch_size // k`` prompts, copy j patching one component.
+    stacks k copies of up to ``batch_size // k`` prompts, copy j patching one component, and
+    runs only the layers and positions the patches can change (module docstring); the result
+    equals :func:`patch_effects_full` up to floating-point rounding.
     """
+    effects = torch.zeros(len(components), dtype=torch.float64, device=base_metric.device)
+    if components and _patch_fast(ctx, components, source, base_metric, desc, effects):
+        return effects / ctx.batch.n
+    return patch_effects_full(ctx, components, source, base_metric, desc)
+
+
+def patch_effects_full(
+    ctx: AttributionContext,
+    components: Sequence[Component],
+    source: Activations,
+    base_metric: torch.Tensor,
+    desc: str = "activation patching",
+) -> torch.Tensor:
+    """:func:`patch_effects` with one full forward pass (all layers, all positions) per chunk
+    of patched copies: the reference engine, and the fallback of the fast path."""
     n = ctx.batch.n
     effects = torch.zeros(len(components), dtype=torch.float64, device=base_metric.device)
     prompt_rows = min(n, ctx.batch_size)
@@ -76,7 +114,7 @@ def patch_effects(
         hooks = []
         for name, members in group_by_hook([components[i] for i in chunk]).items():
             targets = [(j, slice_index(components[chunk[j]])) for j in members]
-            hooks.append((name, _replace_hook(targets, source[name][rows], copies)))
+            hooks.append((name, _replace_hook(targets, source[name][rows], m)))
         with torch.no_grad():
             logits = ctx.model.run(tokens, hooks)
         ctx.cost.forward(tokens.shape[0])
@@ -86,18 +124,201 @@ def patch_effects(
     return effects / n
 
 
-def _replace_hook(targets: list[tuple[int, tuple]], source: torch.Tensor, copies: int):
-    """A hook that writes ``source``'s slice into copy j for each (j, slice) target."""
+def _replace_hook(targets: list[tuple[int, tuple]], source: torch.Tensor, prompts: int):
+    """A hook writing ``source``'s slice into copy j for each (j, slice) target.
+
+    The activation holds copies of ``prompts`` prompts, copy-major: rows j*prompts..(j+1)*prompts-1
+    are copy j (a fast-path batch may hold fewer copies at early layers than at late ones).
+    """
 
     def hook(act: torch.Tensor, hook: object) -> torch.Tensor:
         out = act.clone()
-        view = out.view(copies, source.shape[0], *out.shape[1:])
+        view = out.view(-1, prompts, *out.shape[1:])
         for copy, index in targets:
             full = (slice(None),) + index
             view[copy][full] = source[full].to(out.dtype)
         return out
 
     return hook
+
+
+def _patch_fast(
+    ctx: AttributionContext,
+    components: Sequence[Component],
+    source: Activations,
+    base_metric: torch.Tensor,
+    desc: str,
+    effects: torch.Tensor,
+) -> bool:
+    """Accumulate the fast path's effect sums into ``effects``; False (and ``effects``
+    untouched) when the model fails a check and the caller must fall back."""
+    model, n = ctx.model, ctx.batch.n
+    prompt_rows = min(n, ctx.batch_size)
+    per_pass = max(1, ctx.batch_size // prompt_rows)
+    windows = any(c.pos > 0 for c in components)
+    order = sorted(
+        range(len(components)),
+        key=lambda i: (max(components[i].pos, 0), components[i].layer, i),
+    )
+    sums = torch.zeros_like(effects)
+    prompt_chunks = list(ctx.prompt_chunks(prompt_rows))
+    bar = tqdm(
+        total=len(prompt_chunks) * -(-len(components) // per_pass),
+        desc=desc,
+        disable=not ctx.progress,
+        leave=False,
+    )
+    with bar:
+        for index, rows in enumerate(prompt_chunks):
+            tokens = ctx.base_tokens[rows]
+            try:
+                inputs = model.block_inputs(tokens, record_kv=windows)
+            except Exception as err:  # noqa: BLE001 - any failure means: use the full path
+                _warn(
+                    model.name, "setup", f"the block loop cannot run ({type(err).__name__}: {err})"
+                )
+                return False
+            ctx.cost.forward(tokens.shape[0])
+            ctx.cost.forward(tokens.shape[0])
+            if not _agree(inputs.loop_logits, inputs.logits):
+                _warn(model.name, "loop", "the block loop differs from the model's forward")
+                return False
+            if index == 0:
+                if windows and not _reentry_agrees(model, inputs, max(1, inputs.seq_len // 2)):
+                    _warn(
+                        model.name,
+                        "window",
+                        "re-entering at a later position with recorded keys/values differs "
+                        "from the model's forward; every position is recomputed",
+                    )
+                    windows = False
+                if not windows and not _reentry_agrees(model, inputs, 0):
+                    _warn(model.name, "reentry", "re-entering at a later layer differs")
+                    return False
+            inputs.logits = inputs.loop_logits = None
+            _patch_prompt_chunk(
+                ctx,
+                components,
+                order,
+                per_pass,
+                windows,
+                rows,
+                inputs,
+                source,
+                base_metric,
+                sums,
+                bar,
+            )
+    effects += sums
+    return True
+
+
+def _patch_prompt_chunk(
+    ctx: AttributionContext,
+    components: Sequence[Component],
+    order: list[int],
+    per_pass: int,
+    windows: bool,
+    rows: slice,
+    inputs,
+    source: Activations,
+    base_metric: torch.Tensor,
+    sums: torch.Tensor,
+    bar,
+) -> None:
+    """All chunks of copies over one prompt chunk (fast path)."""
+    sub = ctx.batch.select(rows)
+    m = rows.stop - rows.start
+    last = sub.last
+    stop = int(last.max()) + 1
+    read_batch = replace(sub, last=torch.zeros_like(last))
+    base = base_metric[rows].double()
+    for start in range(0, len(order), per_pass):
+        bar.update(1)
+        chunk = order[start : start + per_pass]
+        p0 = min(max(components[i].pos, 0) for i in chunk) if windows else 0
+        if p0 >= stop:  # every patch lies after every prompt's last real token: no effect
+            continue
+        chunk.sort(key=lambda i: components[i].layer)
+        layers = [components[i].layer for i in chunk]
+        counts = Counter(layers)
+        entries = {
+            layer: inputs.resid[layer][:, p0:stop].repeat(count, 1, 1)
+            for layer, count in counts.items()
+        }
+        first = layers[0]
+        hooks = []
+        for name, members in group_by_hook([components[i] for i in chunk]).items():
+            targets = [(j, _window_index(components[chunk[j]], p0)) for j in members]
+            hooks.append((name, _replace_hook(targets, source[name][rows][:, p0:stop], m)))
+        copies = len(chunk)
+        with torch.no_grad():
+            logits = ctx.model.run_from_layer(
+                entries.pop(first),
+                first,
+                hooks,
+                inputs,
+                enter=entries,
+                start_pos=p0,
+                stop_pos=stop,
+                read_pos=last.repeat(copies),
+            )
+        ctx.cost.forward(copies * m)
+        patched = per_prompt_metric(logits, read_batch, ctx.metric, copies)
+        diff = patched.view(copies, m).double() - base
+        positions = torch.tensor([components[i].pos for i in chunk], device=diff.device)
+        after_last = positions[:, None] > last.to(diff.device)[None, :]
+        diff = diff.masked_fill(after_last, 0.0)
+        sums[torch.tensor(chunk, device=sums.device)] += diff.sum(dim=1).to(sums.device)
+
+
+def _window_index(component: Component, start: int) -> tuple:
+    """:func:`slice_index` in a window of positions that begins at ``start``."""
+    index = slice_index(component)
+    if component.pos >= 0:
+        return (component.pos - start,) + index[1:]
+    return index
+
+
+def _reentry_agrees(model, inputs, start: int) -> bool:
+    """Re-entering the unpatched run at a middle layer (and, staggered, at the last layer)
+    from position ``start`` reproduces the model's own logits."""
+    n_layers = len(inputs.resid)
+    layer = n_layers // 2
+    enter = {}
+    if n_layers - 1 > layer:
+        enter[n_layers - 1] = inputs.resid[n_layers - 1][:, start:]
+    try:
+        with torch.no_grad():
+            logits = model.run_from_layer(
+                inputs.resid[layer][:, start:], layer, (), inputs, enter=enter, start_pos=start
+            )
+    except Exception as err:  # noqa: BLE001 - a failed re-entry is a failed check
+        log.debug("re-entry check failed: %s: %s", type(err).__name__, err)
+        return False
+    expected = inputs.logits[:, start:].repeat(1 + len(enter), 1, 1)
+    return _agree(logits, expected)
+
+
+def _agree(actual: torch.Tensor | None, expected: torch.Tensor) -> bool:
+    """Equal up to rounding: max |difference| <= min(1000 eps, 0.01) * max(1, max |expected|)."""
+    if actual is None or actual.shape != expected.shape:
+        return False
+    tol = min(1000 * torch.finfo(expected.dtype).eps, 1e-2)
+    scale = max(1.0, float(expected.abs().max()))
+    return float((actual - expected).abs().max()) <= tol * scale
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn(model_name: str, reason: str, message: str) -> None:
+    """Log a fast-path fallback once per model and reason."""
+    if (model_name, reason) in _WARNED:
+        return
+    _WARNED.add((model_name, reason))
+    fallback = "" if reason == "window" else "; using one full forward per patched batch"
+    log.warning("fast patching path, model %r: %s%s", model_name, message, fallback)
 
 
 def metric_gradients(

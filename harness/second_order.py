@@ -55,13 +55,14 @@ def path_derivatives(
     ]
     for rows, start in tqdm(todo, desc=desc, disable=not ctx.progress, leave=False):
         chunk = list(range(start, min(start + per_pass, count)))
-        copies, m = len(chunk), rows.stop - rows.start
+        copies = len(chunk)
         dtype = ctx.model.dtype
         t_var = t_all[chunk].to(device=ctx.model.device, dtype=dtype).clone().requires_grad_(True)
         hooks = []
         for name, members in group_by_hook([components[i] for i in chunk]).items():
-            direction = torch.zeros(copies, *base[name][rows].shape, dtype=dtype,
-                                    device=ctx.model.device)
+            direction = torch.zeros(
+                copies, *base[name][rows].shape, dtype=dtype, device=ctx.model.device
+            )
             for j in members:
                 full = (slice(None),) + slice_index(components[chunk[j]])
                 direction[j][full] = (source[name][rows][full] - base[name][rows][full]).to(dtype)
