@@ -1,0 +1,383 @@
+"""Tasks: the Task base class, the task registry, and prompt tokenization.
+
+A task turns a tokenizer and a seed into clean/corrupt :class:`~harness.types.PromptPair` s. Each
+standard task is a folder ``tasks/<slug>/`` (installed as ``harness.taskdefs.<slug>``) with its
+README (source, citation, how corrupt prompts are made) and a config ``conf/task/<slug>.yaml``::
+
+    name: ioi
+    impl: harness.taskdefs.ioi:IOITask
+    vocab: auto
+    corruption: name_swap
+
+:data:`TASKS` is filled lazily from those YAML files (only ``name`` and ``impl`` are read; nothing
+is imported until a task is asked for). :func:`make_task` builds a task from a config mapping and
+uses its ``impl``, so a user's own ``Task`` subclass works by import path.
+
+:func:`tokenize_pairs` is the one place prompts become tensors: it checks that clean and corrupt
+prompts have the same token length and that answers are single tokens, and right-pads both sides
+identically (see :mod:`harness.types` for the batch conventions).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+
+from harness.errors import HarnessError
+from harness.registry import Registry, import_object, unknown_choice
+from harness.types import PromptBatch, PromptPair, Token
+
+DEFAULT_N = 32
+"""Number of pairs a generated task makes when ``n`` is None."""
+
+VOCABS: tuple[str, ...] = ("auto", "toy", "natural")
+
+
+class Task(ABC):
+    """A source of clean/corrupt prompt pairs.
+
+    Subclasses take their options as keyword arguments of ``__init__`` (the keys of their YAML
+    file minus ``name`` and ``impl``); :func:`make_task` rejects any other key. Options are
+    validated in ``__init__`` with one-line :class:`HarnessError` s.
+
+    ``make_pairs(tokenizer, n, seed)`` must be deterministic given ``seed``: sampling uses only a
+    private ``random.Random(seed)``, never global state. ``n=None`` means the task's default
+    (:data:`DEFAULT_N` for generated tasks, every line for a file).
+    """
+
+    slug: ClassVar[str] = ""
+    prepend_bos: bool = False
+    """Passed to :func:`tokenize_pairs` by :meth:`batch`."""
+
+    @abstractmethod
+    def make_pairs(self, tokenizer: Any, n: int | None, seed: int) -> list[PromptPair]:
+        """Clean/corrupt pairs for ``tokenizer`` (``n=None``: the task's default count)."""
+
+    def batch(self, tokenizer: Any, n: int | None = None, seed: int = 0) -> PromptBatch:
+        """``make_pairs`` then :func:`tokenize_pairs` with this task's ``prepend_bos``."""
+        pairs = self.make_pairs(tokenizer, n, seed)
+        return tokenize_pairs(pairs, tokenizer, prepend_bos=self.prepend_bos)
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({opts})"
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+
+
+def conf_task_files() -> list[Any]:
+    """The YAML files of the Hydra config group ``task`` (``conf/task/*.yaml``), sorted."""
+    root = importlib.resources.files("harness.conf") / "task"
+    if not root.is_dir():
+        return []
+    return sorted((f for f in root.iterdir() if f.name.endswith(".yaml")), key=lambda f: f.name)
+
+
+def task_config(slug: str) -> dict[str, Any]:
+    """The shipped config ``conf/task/<slug>.yaml`` as a dict (name, impl and option defaults)."""
+    import yaml
+
+    for f in conf_task_files():
+        if f.name == f"{slug}.yaml":
+            data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+            if not isinstance(data, dict):
+                raise HarnessError(f"conf/task/{f.name}: expected a mapping")
+            return data
+    names = [f.name[: -len(".yaml")] for f in conf_task_files()]
+    raise HarnessError(unknown_choice("task", slug, names))
+
+
+class _TaskRegistry(Registry[Task]):
+    """A :class:`Registry` that reads ``conf/task/*.yaml`` on first use."""
+
+    def __init__(self) -> None:
+        super().__init__("task", Task)
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        import yaml
+
+        for f in conf_task_files():
+            data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+            slug = f.name[: -len(".yaml")]
+            impl = data.get("impl") if isinstance(data, dict) else None
+            if not isinstance(impl, str):
+                raise HarnessError(f"conf/task/{f.name}: needs 'impl: package.module:Class'")
+            if data.get("name", slug) != slug:
+                raise HarnessError(
+                    f"conf/task/{f.name}: name {data.get('name')!r} must equal the file name"
+                )
+            if slug not in self._entries:
+                self._entries[slug] = impl
+
+    def names(self) -> list[str]:
+        self._load()
+        return super().names()
+
+    def __contains__(self, slug: str) -> bool:
+        self._load()
+        return super().__contains__(slug)
+
+    def get(self, slug: str) -> type[Task]:
+        self._load()
+        return super().get(slug)
+
+
+TASKS: Registry[Task] = _TaskRegistry()
+"""Task slug -> Task class, filled lazily from ``conf/task/*.yaml``."""
+
+
+def task_options(cls: type[Task]) -> list[str] | None:
+    """The option names ``cls.__init__`` accepts (None when it takes ``**kwargs``)."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in params if p.kind in kinds]
+
+
+def make_task(task_cfg: Mapping[str, Any]) -> Task:
+    """Build a task from its config: ``name``, ``impl`` (``package.module:Class``) and options.
+
+    Without ``impl`` the class is looked up by ``name`` in :data:`TASKS`. An option the class
+    does not accept is a :class:`HarnessError` naming it and the accepted ones.
+    """
+    cfg = _plain_dict(task_cfg)
+    name = cfg.pop("name", None)
+    impl = cfg.pop("impl", None)
+    if impl is not None:
+        if not isinstance(impl, str):
+            raise HarnessError(f"task {name!r}: impl must be a 'package.module:Class' string")
+        cls = import_object(impl)
+        if not (isinstance(cls, type) and issubclass(cls, Task)):
+            raise HarnessError(f"task {name!r}: impl {impl!r} is not a Task subclass")
+        if name and not cls.__dict__.get("slug"):
+            cls.slug = str(name)
+    elif name is not None:
+        cls = TASKS.get(str(name))
+    else:
+        raise HarnessError("task config needs 'name' or 'impl'")
+    label = name or cls.slug or cls.__name__
+    accepted = task_options(cls)
+    if accepted is not None:
+        for key in cfg:
+            if key not in accepted:
+                raise HarnessError(
+                    unknown_choice(f"option for task {label!r}", key, accepted)
+                    if accepted
+                    else f"task {label!r} takes no options, got {key!r}"
+                )
+    try:
+        return cls(**cfg)
+    except TypeError as err:  # e.g. a required option is missing
+        raise HarnessError(f"task {label!r}: {err}") from err
+
+
+def load_task(slug: str, **overrides: Any) -> Task:
+    """The shipped task ``slug`` with its YAML defaults, updated by ``overrides``."""
+    cfg = task_config(slug)
+    cfg.update(overrides)
+    return make_task(cfg)
+
+
+def _plain_dict(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            return dict(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    except ImportError:  # pragma: no cover
+        pass
+    if not isinstance(cfg, Mapping):
+        raise HarnessError(f"task config must be a mapping, got {type(cfg).__name__}")
+    return dict(cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# Vocabulary detection
+
+
+def tokenizer_is_toy(tokenizer: Any) -> bool:
+    """True for the zoo's word-level tokenizer (the toy vocabulary), False otherwise.
+
+    The zoo tokenizer's vocabulary holds the marker token ``<toy>`` (which no real tokenizer has)
+    and every toy word at its fixed id. A tokenizer with the marker that does not split a probe
+    sentence into those ids is the zoo vocabulary wrapped in the wrong tokenizer class (e.g.
+    ``AutoTokenizer`` rebuilding it as a BPE); that is an error, not a natural vocabulary.
+    """
+    from harness.taskdefs.toy_vocab import TOY_MARKER, VOCAB
+
+    vocab = tokenizer.get_vocab()
+    if vocab.get(TOY_MARKER) != VOCAB[TOY_MARKER]:
+        return False
+    if any(vocab.get(word) != i for word, i in VOCAB.items()):
+        return False
+    probe = ["Then", ",", "Mary", "gave", "a", "ring", "to", "17", "32", "Eiffel", "blue"]
+    got = tokenizer(" ".join(probe), add_special_tokens=False)["input_ids"]
+    if list(got) != [VOCAB[w] for w in probe]:
+        raise HarnessError(
+            f"tokenizer {type(tokenizer).__name__} has the toy vocabulary but does not split "
+            "words like the zoo tokenizer; load it with "
+            "transformers.PreTrainedTokenizerFast.from_pretrained(folder)"
+        )
+    return True
+
+
+def resolve_vocab(vocab: str, tokenizer: Any) -> str:
+    """``"toy"`` or ``"natural"`` for a task's ``vocab`` option (``auto`` asks the tokenizer)."""
+    if vocab not in VOCABS:
+        raise HarnessError(unknown_choice("vocab", vocab, list(VOCABS)))
+    is_toy = tokenizer_is_toy(tokenizer)
+    if vocab == "auto":
+        return "toy" if is_toy else "natural"
+    if vocab == "toy" and not is_toy:
+        raise HarnessError("vocab: toy needs the zoo's toy tokenizer; use vocab: auto or natural")
+    return vocab
+
+
+# --------------------------------------------------------------------------------------------
+# Tokenization
+
+
+def tokenize_pairs(
+    pairs: Sequence[PromptPair], tokenizer: Any, prepend_bos: bool = False
+) -> PromptBatch:
+    """Tokenize and right-pad prompt pairs into a :class:`PromptBatch`.
+
+    Text prompts are tokenized with ``tokenizer(text)["input_ids"]`` (the tokenizer's own
+    special-token defaults); token-id lists are used as is. ``prepend_bos`` prepends
+    ``tokenizer.bos_token_id`` where the prompt does not already start with it. Answers and wrong
+    answers given as strings must tokenize (``add_special_tokens=False``) to exactly one token.
+    Clean and corrupt prompts must have the same length; both are right-padded with
+    ``pad_token_id`` (0 if the tokenizer has none). Every error is a one-line
+    :class:`HarnessError` naming the pair's ``source``.
+    """
+    pairs = list(pairs)
+    if not pairs:
+        raise HarnessError("no prompt pairs to tokenize")
+    vocab_size = len(tokenizer)
+    bos = tokenizer.bos_token_id if prepend_bos else None
+    if prepend_bos and bos is None:
+        raise HarnessError(
+            f"prepend_bos is set but tokenizer {type(tokenizer).__name__} has no BOS token"
+        )
+    cleans: list[list[int]] = []
+    corrupts: list[list[int]] = []
+    answers: list[list[int]] = []
+    wrongs: list[list[int]] = []
+    cache: dict[str, list[int]] = {}  # answer string -> its token ids
+    for i, pair in enumerate(pairs):
+        src = pair.source or f"pair {i}"
+        clean = _prompt_ids(pair.clean, tokenizer, vocab_size, src, "clean")
+        corrupt = _prompt_ids(pair.corrupt, tokenizer, vocab_size, src, "corrupt")
+        if bos is not None:
+            clean = clean if clean[:1] == [bos] else [bos, *clean]
+            corrupt = corrupt if corrupt[:1] == [bos] else [bos, *corrupt]
+        if len(clean) != len(corrupt):
+            raise HarnessError(
+                f"{src}: clean has {len(clean)} tokens but corrupt has {len(corrupt)}"
+            )
+        cleans.append(clean)
+        corrupts.append(corrupt)
+        answers.append(_answer_ids(pair.answers, tokenizer, vocab_size, src, "answer", cache))
+        wrongs.append(_answer_ids(pair.wrongs, tokenizer, vocab_size, src, "wrong answer", cache))
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    clean_t = _pad(cleans, pad)
+    ans_t, ans_mask = _pad_mask(answers)
+    wrong_t, wrong_mask = _pad_mask(wrongs)
+    return PromptBatch(
+        clean=clean_t,
+        corrupt=_pad(corrupts, pad),
+        last=torch.tensor([len(c) - 1 for c in cleans], dtype=torch.long),
+        answers=ans_t,
+        answer_mask=ans_mask,
+        wrongs=wrong_t,
+        wrong_mask=wrong_mask,
+        texts=pairs,
+    )
+
+
+def _prompt_ids(prompt: object, tokenizer: Any, vocab_size: int, src: str, what: str) -> list[int]:
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise HarnessError(f"{src}: {what} prompt is empty")
+        ids = list(tokenizer(prompt)["input_ids"])
+    elif isinstance(prompt, (list, tuple)) or (
+        isinstance(prompt, torch.Tensor) and prompt.dim() == 1
+    ):
+        ids = [int(t) for t in prompt]
+        if any(not 0 <= t < vocab_size for t in ids):
+            raise HarnessError(
+                f"{src}: {what} has token ids outside the vocabulary (0..{vocab_size - 1})"
+            )
+    else:
+        raise HarnessError(
+            f"{src}: {what} prompt must be text or a list of token ids, got {type(prompt).__name__}"
+        )
+    if not ids:
+        raise HarnessError(f"{src}: {what} prompt has no tokens")
+    return ids
+
+
+def _answer_ids(
+    tokens: Sequence[Token],
+    tokenizer: Any,
+    vocab_size: int,
+    src: str,
+    what: str,
+    cache: dict[str, list[int]],
+) -> list[int]:
+    if isinstance(tokens, (str, int)):  # a bare token instead of a tuple
+        tokens = (tokens,)
+    if not tokens:
+        raise HarnessError(f"{src}: no {what}s")
+    ids: list[int] = []
+    for token in tokens:
+        if isinstance(token, bool) or not isinstance(token, (str, int)):
+            raise HarnessError(f"{src}: {what} {token!r} must be a string or a token id")
+        if isinstance(token, int):
+            if not 0 <= token < vocab_size:
+                raise HarnessError(f"{src}: {what} id {token} is outside the vocabulary")
+            ids.append(token)
+            continue
+        got = cache.get(token)
+        if got is None:
+            got = cache[token] = list(tokenizer(token, add_special_tokens=False)["input_ids"])
+        if len(got) != 1:
+            raise HarnessError(f"{src}: {what} {token!r} is {len(got)} tokens, must be exactly 1")
+        ids.append(got[0])
+    return ids
+
+
+def _pad(rows: list[list[int]], pad: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), pad, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
+def _pad_mask(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = True
+    return ids, mask
+
+
+def iter_task_slugs() -> Iterator[str]:
+    """Every registered task slug."""
+    yield from TASKS.names()

@@ -1,0 +1,82 @@
+"""The user's own prompt pairs from a JSONL file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+from harness.errors import HarnessError
+from harness.tasks import Task
+from harness.types import PromptPair
+
+FIELDS: tuple[str, ...] = ("clean", "corrupt", "answer", "wrong")
+
+
+def read_pairs(path: str | Path) -> list[PromptPair]:
+    """Every pair in a JSONL file: one object per line with string fields ``clean``,
+    ``corrupt``, ``answer``, ``wrong``; blank lines are skipped. Each pair's ``source`` is
+    ``<path>:<line>``; every problem is a one-line :class:`HarnessError` naming file and line."""
+    name = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise HarnessError(
+            f"prompts file {name!r} not found" + (" (a directory)" if p.is_dir() else "")
+        )
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise HarnessError(f"{name}: cannot read: {err}") from err
+    pairs: list[PromptPair] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        src = f"{name}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise HarnessError(f"{src}: bad JSON: {err.msg} (column {err.colno})") from err
+        if not isinstance(obj, dict):
+            raise HarnessError(f"{src}: expected a JSON object, got {type(obj).__name__}")
+        for key in FIELDS:
+            if key not in obj:
+                raise HarnessError(f"{src}: missing field {key!r} (needs {', '.join(FIELDS)})")
+            if not isinstance(obj[key], str):
+                raise HarnessError(
+                    f"{src}: field {key!r} must be a string, got {type(obj[key]).__name__}"
+                )
+        pairs.append(
+            PromptPair(obj["clean"], obj["corrupt"], (obj["answer"],), (obj["wrong"],), src)
+        )
+    if not pairs:
+        raise HarnessError(f"{name}: empty file (no prompt pairs)")
+    return pairs
+
+
+class PromptsTask(Task):
+    """The user's own prompt pairs (JSONL; ``path`` option).
+
+    Each line: ``{"clean": ..., "corrupt": ..., "answer": ..., "wrong": ...}``. Clean and corrupt
+    must tokenize to the same length and answers to one token (checked by
+    :func:`harness.tasks.tokenize_pairs`, errors name ``file:line``). ``n=None`` gives every
+    pair, ``n`` the first ``n``; the seed is not used. Metric: logit difference
+    logit(answer) - logit(wrong) at the last position.
+    """
+
+    slug: ClassVar[str] = "prompts"
+
+    def __init__(self, path: str | None = None, prepend_bos: bool = False) -> None:
+        if path is None or (isinstance(path, str) and not path.strip()):
+            raise HarnessError("task prompts needs option 'path' (a JSONL file of prompt pairs)")
+        if not isinstance(path, (str, Path)):
+            raise HarnessError(f"task prompts: path must be a string, got {type(path).__name__}")
+        self.path = str(path)
+        self.prepend_bos = bool(prepend_bos)
+
+    def make_pairs(self, tokenizer: Any, n: int | None, seed: int) -> list[PromptPair]:
+        pairs = read_pairs(self.path)
+        if n is None:
+            return pairs
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise HarnessError(f"number of prompt pairs must be a positive integer, got {n!r}")
+        return pairs[:n]
