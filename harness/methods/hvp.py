@@ -1,0 +1,104 @@
+"""AtP plus the Hessian-vector-product (second-order Taylor) correction.
+
+Estimates: Delta_c ~ f_c'(0) + f_c''(0) / 2 = g_c . d_c + d_c^T H_c d_c / 2, with
+f_c(t) = L(base | a_c <- a_c + t d_c), d_c = a_c(source) - a_c(base), g_c = dL/da_c and H_c the
+Hessian of L with respect to a_c on the base run, everything downstream recomputed. Modes:
+
+- ``exact`` (default): each component's own Hessian block, f_c''(0) along its own path
+  (:func:`harness.second_order.path_derivatives`, many components per batched pass).
+- ``shared``: one HVP per site with v = d_s, the whole site's perturbation; component c reads
+  d_c^T (H_ss d_s)_c, which adds the cross terms d_c^T H_cc' d_c' of the other components c' of
+  the same site. Equal to ``exact`` where a site holds a single component.
+
+Columns: ``first_order`` (g_c . d_c) and ``second_order`` (the halved quadratic term).
+Source: the second-order Taylor expansion of attribution patching (Nanda 2023; Syed et al. 2023;
+Kramar et al. 2024, AtP*, whose first-order failure modes the curvature term measures).
+Sign: that of the true effect L(patched) - L(base) (noising: base clean, source corrupt).
+Cost: one source forward, then ``exact``: one base forward and per pass of
+``batch_size // n_prompts`` components one forward, one backward and one HVP; ``shared``: per
+prompt chunk one forward, one backward (with create_graph) and one HVP per site.
+Proved by: tests/methods/test_hvp.py (second-order term equal to a central finite-difference
+f_c''(0) in float64; equal to activation patching where f_c is quadratic, and its curvature term
+zero where the metric is linear; shared == exact with one component per site; zero when
+base == source).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from harness.components import reduce_per_component
+from harness.context import AttributionContext
+from harness.errors import HarnessError
+from harness.methods.base import Method, MethodOutput
+from harness.patching import Activations, collect_activations, site_names
+from harness.registry import unknown_choice
+from harness.second_order import path_derivatives
+from harness.task_metric import per_prompt_metric
+
+MODES = ("exact", "shared")
+
+
+class HessianVectorProduct(Method):
+    """AtP with the per-component (``exact``) or per-site (``shared``) second-order term."""
+
+    options = {"mode": "exact"}
+
+    def validate(self) -> None:
+        mode = self.config["mode"]
+        if mode not in MODES:
+            raise HarnessError(unknown_choice(f"{self.slug or 'hvp'} mode", mode, list(MODES)))
+
+    def estimate(self, ctx: AttributionContext) -> MethodOutput:
+        names = site_names(ctx.components)
+        _, source = collect_activations(ctx, ctx.source_tokens, names)
+        if self.config["mode"] == "exact":
+            _, base = collect_activations(ctx, ctx.base_tokens, names)
+            first, curvature = path_derivatives(ctx, ctx.components, base, source, t=0.0)
+            second = curvature / 2
+        else:
+            first, second = shared_terms(ctx, names, source)
+        return MethodOutput(
+            estimates=first + second, columns={"first_order": first, "second_order": second}
+        )
+
+
+def shared_terms(
+    ctx: AttributionContext, names: list[str], source: Activations
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per component g_c . d_c and d_c^T (H_ss d_s)_c / 2, float64 [n_components] each."""
+    n = ctx.batch.n
+    firsts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    seconds: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    for rows in ctx.prompt_chunks():
+        eps: Activations = {}
+        base: Activations = {}
+
+        def make_hook(name: str, eps: Activations = eps, base: Activations = base):
+            def hook(act: torch.Tensor, hook: object) -> torch.Tensor:
+                base[name] = act.detach()
+                eps[name] = torch.zeros_like(act, requires_grad=True)
+                return act + eps[name]
+
+            return hook
+
+        with torch.enable_grad():
+            logits = ctx.model.run(ctx.base_tokens[rows], [(k, make_hook(k)) for k in names])
+            total = per_prompt_metric(logits, ctx.batch.select(rows), ctx.metric).sum() / n
+            grads = torch.autograd.grad(total, [eps[k] for k in names], create_graph=True)
+            for name, grad in zip(names, grads, strict=True):
+                d = source[name][rows].to(grad.dtype) - base[name]
+                hv = None
+                if grad.requires_grad:
+                    (hv,) = torch.autograd.grad(
+                        (grad * d).sum(), eps[name], retain_graph=True, allow_unused=True
+                    )
+                hv = torch.zeros_like(d) if hv is None else hv
+                firsts[name].append((grad.detach() * d).double())
+                seconds[name].append((hv * d).double() / 2)
+        ctx.cost.forward(rows.stop - rows.start)
+        ctx.cost.n_backward += 1
+        ctx.cost.n_hvp += len(names)
+    first = reduce_per_component({k: torch.cat(v) for k, v in firsts.items()}, ctx.components)
+    second = reduce_per_component({k: torch.cat(v) for k, v in seconds.items()}, ctx.components)
+    return first.cpu(), second.cpu()

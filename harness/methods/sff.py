@@ -1,0 +1,118 @@
+"""Screen-Flag-Fix: AtP everywhere, a reliability score, the expensive fix only where flagged.
+
+Estimates: AtP's g_c . d_c for every component (screen); a reliability score
+(:mod:`harness.diagnostics`) flags the components whose first-order estimate is not to be trusted
+(``threshold`` on the score, or its top ``flag_fraction``); only those are re-estimated by the
+``fix``: ``hvp`` (f'(0) + f''(0) / 2 along the component's own path), ``ms_hvp`` (``steps``
+second-order steps along that path) or ``actpatch`` (exact activation patching of the flagged
+components, so their error is zero). Unflagged components keep their AtP estimate. Sign: that of
+the true effect L(patched) - L(unpatched) (noising: clean run, corrupt values patched in).
+Source: the Screen-Flag-Fix protocol of this harness's study (../shared/NOTES.md); which fix is
+cheaper at equal accuracy is what the harness measures.
+Cost: AtP (2 forwards, 1 backward) + the score (``delta_norm``: none; ``grad_disagreement``: one
+forward and backward on the source run; ``curvature_ratio``: one batched forward/backward/HVP over
+all components) + the fix on the flagged fraction only (``hvp``: one batched forward/backward/HVP;
+``ms_hvp``: ``steps`` of them; ``actpatch``: one patched copy per flagged component).
+Proved by: tests/methods/test_sff.py (flag_fraction=1 with fix=actpatch reproduces the truth;
+with fix=hvp it equals the hvp method; unflagged components equal AtP).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from harness.components import reduce_per_component
+from harness.context import AttributionContext
+from harness.diagnostics import SCORES, flag_components
+from harness.errors import HarnessError
+from harness.methods.base import Method, MethodOutput
+from harness.patching import collect_activations, metric_gradients, patch_effects, site_names
+from harness.registry import unknown_choice
+from harness.second_order import path_derivatives
+
+FIXES = ("hvp", "ms_hvp", "actpatch")
+_TINY = 1e-12
+
+
+class ScreenFlagFix(Method):
+    """AtP, then a fix of the flagged components only."""
+
+    options = {
+        "score": "grad_disagreement",
+        "flag_fraction": 0.2,
+        "threshold": None,
+        "fix": "hvp",
+        "steps": 8,
+    }
+
+    def validate(self) -> None:
+        cfg = self.config
+        if cfg["score"] not in SCORES:
+            raise HarnessError(unknown_choice("sff score", cfg["score"], list(SCORES)))
+        if cfg["fix"] not in FIXES:
+            raise HarnessError(unknown_choice("sff fix", cfg["fix"], list(FIXES)))
+        fraction = cfg["flag_fraction"]
+        if (
+            isinstance(fraction, bool)
+            or not isinstance(fraction, (int, float))
+            or not (0 <= fraction <= 1)
+        ):
+            raise HarnessError(f"method.flag_fraction must be in [0, 1], got {fraction!r}")
+        steps = cfg["steps"]
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise HarnessError(f"method.steps must be a positive integer, got {steps!r}")
+        threshold = cfg["threshold"]
+        if threshold is not None and not isinstance(threshold, (int, float)):
+            raise HarnessError(f"method.threshold must be a number or null, got {threshold!r}")
+
+    def estimate(self, ctx: AttributionContext) -> MethodOutput:
+        cfg = self.config
+        names = site_names(ctx.components)
+        _, source = collect_activations(ctx, ctx.source_tokens, names)
+        base_metric, base, grads = metric_gradients(ctx, ctx.base_tokens, names)
+        delta = {k: source[k] - base[k] for k in names}
+        atp = reduce_per_component({k: delta[k] * grads[k] for k in names}, ctx.components)
+        atp = atp.double().cpu()
+        score = self._score(ctx, names, base, source, delta, atp)
+        flags = torch.from_numpy(
+            flag_components(score.numpy(), cfg["threshold"], float(cfg["flag_fraction"]))
+        )
+        estimates = atp.clone()
+        flagged = [c for c, f in zip(ctx.components, flags.tolist(), strict=True) if f]
+        if flagged:
+            estimates[flags] = self._fix(ctx, flagged, base, source, base_metric)
+        return MethodOutput(
+            estimates=estimates,
+            columns={"flagged": flags, "sff_score": score, "atp_estimate": atp},
+            summary={"sff_n_flagged": int(flags.sum())},
+        )
+
+    def _score(self, ctx, names, base, source, delta, atp) -> torch.Tensor:
+        name = self.config["score"]
+        if name == "delta_norm":
+            squares = {k: v.double() ** 2 for k, v in delta.items()}
+            return reduce_per_component(squares, ctx.components).sqrt().cpu()
+        if name == "grad_disagreement":
+            _, _, g_source = metric_gradients(ctx, ctx.source_tokens, names)
+            other = (
+                reduce_per_component({k: delta[k] * g_source[k] for k in names}, ctx.components)
+                .double()
+                .cpu()
+            )
+            return (other - atp).abs() / (2 * atp.abs() + _TINY)
+        first, second = path_derivatives(ctx, ctx.components, base, source, t=0.0)
+        return second.abs() / (2 * first.abs() + _TINY)
+
+    def _fix(self, ctx, flagged, base, source, base_metric) -> torch.Tensor:
+        fix = self.config["fix"]
+        if fix == "actpatch":
+            return patch_effects(ctx, flagged, source, base_metric, desc="sff fix").cpu()
+        if fix == "hvp":
+            first, second = path_derivatives(ctx, flagged, base, source, t=0.0)
+            return first + second / 2
+        steps = int(self.config["steps"])
+        total = torch.zeros(len(flagged), dtype=torch.float64)
+        for k in range(steps):
+            first, second = path_derivatives(ctx, flagged, base, source, t=k / steps)
+            total += first / steps + second / (2 * steps * steps)
+        return total
