@@ -1,0 +1,157 @@
+"""The CLI's estimate and truth columns against an independent implementation.
+
+The reference below uses plain Hugging Face transformers with PyTorch hooks (no TransformerLens):
+a head's output ``hook_z`` is the input of the attention output projection (``c_proj``,
+``dense`` or ``o_proj``), reshaped [batch, pos, head, d_head]. Activation patching replaces one
+head's slice there; AtP multiplies the gradient of the metric with respect to that input by the
+difference of the corrupt and clean inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+from harness.run import run_one
+from tests.conftest import FAMILIES
+
+
+def out_projections(model) -> list[torch.nn.Module]:
+    for layer_list, attn, proj in (
+        ("transformer.h", "attn", "c_proj"),
+        ("gpt_neox.layers", "attention", "dense"),
+        ("model.layers", "self_attn", "o_proj"),
+    ):
+        try:
+            layers = model.get_submodule(layer_list)
+        except AttributeError:
+            continue
+        return [getattr(getattr(layer, attn), proj) for layer in layers]
+    raise AssertionError(f"unknown architecture {type(model).__name__}")
+
+
+class Reference:
+    """Independent float64 AtP and activation patching of attention heads (noising)."""
+
+    def __init__(self, folder: Path, pairs: list[dict]):
+        self.model = AutoModelForCausalLM.from_pretrained(
+            folder, torch_dtype=torch.float64, attn_implementation="eager"
+        ).eval()
+        tok = PreTrainedTokenizerFast.from_pretrained(folder)  # AutoTokenizer swaps qwen2's
+        self.clean = torch.tensor([tok(p["clean"])["input_ids"] for p in pairs])
+        self.corrupt = torch.tensor([tok(p["corrupt"])["input_ids"] for p in pairs])
+        one = lambda s: tok(s, add_special_tokens=False)["input_ids"][0]  # noqa: E731
+        self.answer = torch.tensor([one(p["answer"]) for p in pairs])
+        self.wrong = torch.tensor([one(p["wrong"]) for p in pairs])
+        self.proj = out_projections(self.model)
+        self.n_heads = self.model.config.num_attention_heads
+
+    def metric(self, logits):
+        last = logits[:, -1]
+        rows = torch.arange(len(last))
+        return (last[rows, self.answer] - last[rows, self.wrong]).mean()
+
+    def inputs(self, tokens):
+        store = {}
+        handles = [
+            p.register_forward_pre_hook(
+                lambda mod, args, i=i: store.__setitem__(i, args[0].detach())
+            )
+            for i, p in enumerate(self.proj)
+        ]
+        with torch.no_grad():
+            logits = self.model(tokens).logits
+        for h in handles:
+            h.remove()
+        return logits, store
+
+    def patched(self, layer, head, source):
+        d = source.shape[-1] // self.n_heads
+
+        def pre(mod, args):
+            x = args[0].clone()
+            x[..., head * d : (head + 1) * d] = source[..., head * d : (head + 1) * d]
+            return (x,)
+
+        handle = self.proj[layer].register_forward_pre_hook(pre)
+        with torch.no_grad():
+            value = self.metric(self.model(self.clean).logits)
+        handle.remove()
+        return value
+
+    def run(self):
+        clean_logits, clean_in = self.inputs(self.clean)
+        _, corrupt_in = self.inputs(self.corrupt)
+        base = self.metric(clean_logits)
+        eps = {}
+
+        def pre(mod, args, i):
+            eps[i] = torch.zeros_like(args[0], requires_grad=True)
+            return (args[0] + eps[i],)
+
+        handles = [
+            p.register_forward_pre_hook(lambda m, a, i=i: pre(m, a, i))
+            for i, p in enumerate(self.proj)
+        ]
+        with torch.enable_grad():
+            grads = torch.autograd.grad(
+                self.metric(self.model(self.clean).logits), [eps[i] for i in range(len(self.proj))]
+            )
+        for h in handles:
+            h.remove()
+        truth, atp = {}, {}
+        for layer in range(len(self.proj)):
+            d = clean_in[layer].shape[-1] // self.n_heads
+            delta = corrupt_in[layer] - clean_in[layer]
+            for head in range(self.n_heads):
+                cut = slice(head * d, (head + 1) * d)
+                atp[(layer, head)] = (grads[layer][..., cut] * delta[..., cut]).sum().item()
+                truth[(layer, head)] = (self.patched(layer, head, corrupt_in[layer]) - base).item()
+        return truth, atp
+
+
+def write_pairs(path: Path, n: int, seed: int) -> list[dict]:
+    gen = torch.Generator().manual_seed(seed)
+    words = lambda: " ".join(f"w{i}" for i in torch.randint(0, 61, (7,), generator=gen).tolist())  # noqa: E731
+    pairs = [
+        {"clean": words(), "corrupt": words(), "answer": "w3", "wrong": "w4"} for _ in range(n)
+    ]
+    path.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    return pairs
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cli_matches_independent_float64_implementation(tiny_models, tmp_path, family):
+    pairs = write_pairs(tmp_path / "pairs.jsonl", 6, seed=11)
+    with initialize_config_module(config_module="harness.conf", version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "model=local",
+                f"model.path={tiny_models[family]}",
+                "task=prompts",
+                f"task.path={tmp_path / 'pairs.jsonl'}",
+                "method=atp",
+                "components.sites=[head]",
+                "components.positions=all",
+                "dtype=float64",
+                "logger=none",
+                f"results_dir={tmp_path}",
+                "diagnostics=false",
+            ],
+        )
+    run_one(cfg, tmp_path / "run")
+    frame = pd.read_parquet(tmp_path / "run" / "estimates.parquet")
+    truth, atp = Reference(tiny_models[family], pairs).run()
+    assert len(frame) == len(truth)
+    scale = max(abs(v) for v in truth.values())
+    assert scale > 1e-3
+    for row in frame.itertuples():
+        assert row.truth == pytest.approx(truth[(row.layer, row.head)], abs=1e-6 * max(1, scale))
+        assert row.estimate == pytest.approx(atp[(row.layer, row.head)], abs=1e-6 * max(1, scale))
