@@ -1,0 +1,345 @@
+"""``harness-report DIR``: gather every run record below DIR into tables and figures.
+
+Reads each run directory's ``summary.json`` and ``estimates.parquet`` (the source of truth;
+nothing is recomputed), skips failed or partial runs with a warning, and writes under
+``DIR/report/`` (or ``--out``):
+
+- ``results.parquet``: one row per run, the flat summary (metrics, cost, identifiers) plus
+  ``run_dir`` (relative to DIR);
+- ``tables.md`` and ``tables.tex``: one table per task, rows = model x method (plus any setting
+  that varies between runs of the same model and method: metric, direction, sites, positions,
+  dtype), columns = Spearman, relative error, top-k recall, CPR / CMD (when the runs report them),
+  flag precision / recall, bound coverage and cost; repeated runs (seeds) are averaged and
+  counted in ``runs``;
+- ``figures/*.png`` and ``*.pdf``: estimate vs truth per method, error vs cost (Pareto front),
+  error per layer and site, and the reliability scores' precision-recall curve.
+
+Also runnable as ``python -m harness.report DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+ID_COLUMNS = ("model", "task", "method")
+# Settings that make two runs of one (model, task, method) different rows, when they vary.
+SETTING_COLUMNS = ("metric", "direction", "sites", "positions", "dtype", "n_prompts")
+# (summary key, table header, format): the table's columns, in order.
+TABLE_COLUMNS = (
+    ("spearman", "Spearman", "{:.3f}"),
+    ("rel_error", "rel. error", "{:.3f}"),
+    ("topk_recall", "top-k recall", "{:.3f}"),
+    ("cpr", "CPR", "{:.3f}"),
+    ("cmd", "CMD", "{:.3f}"),
+    ("flag_precision", "flag precision", "{:.3f}"),
+    ("flag_recall", "flag recall", "{:.3f}"),
+    ("bound_coverage", "bound coverage", "{:.3f}"),
+    ("wall_s", "wall s", "{:.3g}"),
+    ("n_forward", "forward", "{:.0f}"),
+    ("n_backward", "backward", "{:.0f}"),
+    ("n_hvp", "HVP", "{:.0f}"),
+)
+SKIP_DIRS = {"report", "wandb", "cache", "index", ".hydra", ".submitit", "__pycache__"}
+FIGURES = ("estimate_vs_truth", "error_vs_cost", "error_by_layer_site", "reliability_pr")
+
+
+@dataclass
+class Collected:
+    """The runs found below a directory: one summary row per run, all estimates, and why any
+    run directory was skipped."""
+
+    results: pd.DataFrame
+    estimates: pd.DataFrame
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A run directory's ``summary.json`` and ``estimates.parquet``; ``ValueError`` with the
+    reason when the run failed or is incomplete."""
+    run_dir = Path(run_dir)
+    summary_path = run_dir / "summary.json"
+    estimates_path = run_dir / "estimates.parquet"
+    failure_path = run_dir / "failure.json"
+    if failure_path.exists() and not summary_path.exists():
+        try:
+            message = json.loads(failure_path.read_text()).get("error", "no message")
+        except (OSError, ValueError, AttributeError):
+            message = "unreadable failure.json"
+        raise ValueError(f"the job failed: {message}")
+    if not summary_path.exists():
+        raise ValueError(
+            "no summary.json (the job failed, is unfinished, or was skipped as already done)"
+        )
+    if not estimates_path.exists():
+        raise ValueError("summary.json without estimates.parquet (partial run)")
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"unreadable summary.json ({err})") from None
+    if not isinstance(summary, dict):
+        raise ValueError("summary.json is not an object")
+    if summary.get("status") == "failed" or "error" in summary:
+        raise ValueError(f"the job failed: {summary.get('error', 'no message')}")
+    missing = [key for key in ID_COLUMNS if key not in summary]
+    if missing:
+        raise ValueError(f"summary.json lacks {', '.join(missing)}")
+    try:
+        estimates = pd.read_parquet(estimates_path)
+    except Exception as err:  # pyarrow raises several types on a bad file
+        raise ValueError(f"unreadable estimates.parquet ({type(err).__name__})") from None
+    return summary, estimates
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Directories below ``root`` that hold a run record or a Hydra job (``.hydra/``)."""
+    found = []
+    for current, dirs, files in os.walk(root):
+        here = Path(current)
+        markers = {"summary.json", "estimates.parquet", "failure.json"}
+        is_job = bool(markers.intersection(files)) or ".hydra" in dirs
+        # A multirun's root holds multirun.yaml but is not a job itself.
+        if is_job and not ("multirun.yaml" in files and "summary.json" not in files):
+            found.append(here)
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+    return sorted(found)
+
+
+def flat_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary's scalar fields (lists joined with commas, nested values dropped)."""
+    row: dict[str, Any] = {}
+    for key, value in summary.items():
+        if isinstance(value, list | tuple):
+            row[key] = ",".join(str(v) for v in value)
+        elif value is None or isinstance(value, str | int | float | bool):
+            row[key] = value
+    return row
+
+
+def collect(root: Path) -> Collected:
+    """Every complete run below ``root``."""
+    root = Path(root)
+    rows, frames, skipped = [], [], []
+    for run_dir in find_run_dirs(root):
+        try:
+            summary, estimates = read_run(run_dir)
+        except ValueError as err:
+            skipped.append((run_dir, str(err)))
+            continue
+        row = flat_summary(summary)
+        row["run_dir"] = str(run_dir.relative_to(root)) if run_dir != root else "."
+        rows.append(row)
+        estimates = estimates.copy()
+        estimates["run_id"] = summary.get("run_id", row["run_dir"])
+        frames.append(estimates)
+    results = pd.DataFrame(rows)
+    if not results.empty:
+        first = [c for c in ("run_id", *ID_COLUMNS, "run_dir") if c in results]
+        results = results[first + [c for c in results.columns if c not in first]]
+        results = results.sort_values(list(ID_COLUMNS) + ["run_dir"], kind="stable")
+        results = results.reset_index(drop=True)
+    estimates_all = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return Collected(results=results, estimates=estimates_all, skipped=skipped)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+
+
+def table_frames(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One table per task: rows model x method (x varying settings), metric columns averaged
+    over repeated runs; columns no run reports are left out."""
+    tables: dict[str, pd.DataFrame] = {}
+    if results.empty:
+        return tables
+    for task, sub in results.groupby("task", sort=True):
+        keys = ["model", "method"]
+        for col in SETTING_COLUMNS:
+            if col in sub and sub.groupby(keys, dropna=False)[col].nunique(dropna=False).max() > 1:
+                keys.append(col)
+        metrics = [k for k, _, _ in TABLE_COLUMNS if k in sub and sub[k].notna().any()]
+        numeric = sub[metrics].apply(pd.to_numeric, errors="coerce")
+        grouped = pd.concat([sub[keys], numeric], axis=1).groupby(keys, sort=True, dropna=False)
+        table = grouped.mean()
+        table["runs"] = grouped.size()
+        tables[str(task)] = table.reset_index()
+    return tables
+
+
+def _cell(value: Any, fmt: str, missing: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return missing
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return fmt.format(value)
+    return str(value)
+
+
+def _header_and_cells(table: pd.DataFrame, missing: str) -> tuple[list[str], list[list[str]]]:
+    labels = {k: (label, fmt) for k, label, fmt in TABLE_COLUMNS}
+    labels["runs"] = ("runs", "{:.0f}")
+    header = [labels.get(c, (c, "{}"))[0] for c in table.columns]
+    cells = [
+        [_cell(row[c], labels.get(c, (c, "{}"))[1], missing) for c in table.columns]
+        for _, row in table.iterrows()
+    ]
+    return header, cells
+
+
+def to_markdown(tables: dict[str, pd.DataFrame]) -> str:
+    """GitHub-flavoured Markdown, one section per task (no ``tabulate`` needed)."""
+    out = ["# Attribution methods vs activation patching", ""]
+    for task, table in tables.items():
+        header, cells = _header_and_cells(table, missing="-")
+        widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+        numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
+        out += [f"## Task `{task}`", ""]
+        out.append(
+            "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
+        )
+        out.append(
+            "| "
+            + " | ".join(
+                ("-" * (w - 1) + ":") if num else "-" * w
+                for w, num in zip(widths, numeric, strict=True)
+            )
+            + " |"
+        )
+        for row in cells:
+            padded = [
+                c.rjust(w) if num else c.ljust(w)
+                for c, w, num in zip(row, widths, numeric, strict=True)
+            ]
+            out.append("| " + " | ".join(padded) + " |")
+        out.append("")
+    out.append(_legend())
+    return "\n".join(out) + "\n"
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def to_latex(tables: dict[str, pd.DataFrame]) -> str:
+    """One ``booktabs`` table per task (needs ``\\usepackage{booktabs}``; no jinja2 needed)."""
+    out = ["% Generated by harness-report; needs \\usepackage{booktabs}.", ""]
+    for task, table in tables.items():
+        header, cells = _header_and_cells(table, missing="--")
+        spec = "".join(
+            "r" if pd.api.types.is_numeric_dtype(table[c]) else "l" for c in table.columns
+        )
+        out += [
+            "\\begin{table}[ht]",
+            "\\centering",
+            "\\small",
+            f"\\caption{{Attribution methods vs activation patching on task "
+            f"\\texttt{{{latex_escape(task)}}}.}}",
+            f"\\label{{tab:{''.join(ch if ch.isalnum() else '-' for ch in task)}}}",
+            f"\\begin{{tabular}}{{{spec}}}",
+            "\\toprule",
+            " & ".join(latex_escape(h) for h in header) + " \\\\",
+            "\\midrule",
+        ]
+        out += [" & ".join(latex_escape(c) for c in row) + " \\\\" for row in cells]
+        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(out)
+
+
+def _legend() -> str:
+    return (
+        "Spearman: rank correlation of estimates with the activation-patching effects; "
+        "rel. error: relative error of the estimates; top-k recall: share of the k largest true "
+        "effects among the k largest estimates; CPR / CMD: circuit faithfulness areas (higher / "
+        "lower is better); flag precision / recall: of the reliability flag at finding "
+        "unreliable AtP estimates; bound coverage: share of true effects inside the error bound; "
+        "wall s, forward, backward, HVP: the method's cost. Means over `runs` runs."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def write_report(root: Path, out: Path | None = None, formats: Sequence[str] = ("png", "pdf")):
+    """Collect the runs below ``root`` and write results, tables and figures; return what
+    was collected."""
+    from harness import plots
+
+    root = Path(root)
+    out = Path(out) if out is not None else root / "report"
+    collected = collect(root)
+    for run_dir, reason in collected.skipped:
+        print(f"warning: skipped {run_dir}: {reason}", file=sys.stderr)
+    if collected.results.empty:
+        return collected
+    out.mkdir(parents=True, exist_ok=True)
+    collected.results.to_parquet(out / "results.parquet", index=False)
+    tables = table_frames(collected.results)
+    (out / "tables.md").write_text(to_markdown(tables))
+    (out / "tables.tex").write_text(to_latex(tables))
+    figure_dir = out / "figures"
+    makers = {
+        "estimate_vs_truth": lambda: plots.method_scatter(collected.estimates),
+        "error_vs_cost": lambda: plots.error_vs_cost(collected.results),
+        "error_by_layer_site": lambda: plots.error_by_layer_site(collected.estimates),
+        "reliability_pr": lambda: plots.reliability_pr(collected.estimates),
+    }
+    for name, make in makers.items():
+        fig = make()
+        plots.save(fig, figure_dir, name, formats)
+        plots.close([fig])
+    return collected
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console script ``harness-report DIR``."""
+    parser = argparse.ArgumentParser(
+        prog="harness-report",
+        description="Gather every run below DIR into DIR/report/: results.parquet, "
+        "tables.md, tables.tex and figures/.",
+    )
+    parser.add_argument("dir", type=Path, help="a results dir, multirun dir or run dir")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (DIR/report)")
+    parser.add_argument(
+        "--formats", default="png,pdf", help="figure formats, comma-separated (png,pdf)"
+    )
+    args = parser.parse_args(argv)
+    if not args.dir.is_dir():
+        print(f"error: {str(args.dir)!r} is not a directory", file=sys.stderr)
+        sys.exit(2)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    collected = write_report(args.dir, args.out, formats)
+    if collected.results.empty:
+        print(f"error: no complete run below {str(args.dir)!r}", file=sys.stderr)
+        sys.exit(2)
+    out = args.out or args.dir / "report"
+    print(
+        f"{len(collected.results)} runs ({len(collected.skipped)} skipped) -> {out}: "
+        "results.parquet, tables.md, tables.tex, figures/"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""``harness-report``: a real 2 models x 2 methods grid made by the CLI, gathered into tables
+and figures; plus the report's pieces (Pareto front, precision-recall, skipping bad runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import plots, report
+from tests.conftest import build_tiny_model
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ("atp", "actpatch")
+MODELS = {"tiny-gpt2": "gpt2", "tiny-neox": "neox"}
+
+
+def write_pairs(path: Path, n: int = 6, length: int = 6, seed: int = 0) -> Path:
+    """``n`` prompt pairs over the test tokenizer's words, all ``length`` tokens long."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        clean = [f"w{rng.randrange(3, 61)}" for _ in range(length)]
+        corrupt = [f"w{rng.randrange(3, 61)}" for _ in range(length)]
+        answer, wrong = rng.sample(range(3, 61), 2)
+        rows.append(
+            {
+                "clean": " ".join(clean),
+                "corrupt": " ".join(corrupt),
+                "answer": f"w{answer}",
+                "wrong": f"w{wrong}",
+            }
+        )
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def run_harness(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """The ``harness`` CLI in a subprocess (``python -m harness``), W&B kept inside ``cwd``."""
+    env = {
+        **os.environ,
+        "WANDB_CACHE_DIR": str(cwd / ".wandb-cache"),
+        "WANDB_CONFIG_DIR": str(cwd / ".wandb-config"),
+        "WANDB_DATA_DIR": str(cwd / ".wandb-data"),
+        "HYDRA_FULL_ERROR": "1",
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    env.pop("WANDB_API_KEY", None)
+    env.pop("WANDB_MODE", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory) -> Path:
+    """results dir of one multirun: 2 tiny models x (atp, actpatch) on a prompts file."""
+    root = tmp_path_factory.mktemp("report_grid")
+    for name, family in MODELS.items():
+        build_tiny_model(root / "models" / name, family)
+    pairs = write_pairs(root / "pairs.jsonl")
+    results = root / "results"
+    run_harness(
+        [
+            "-m",
+            "model=local",
+            "model.name=" + ",".join(MODELS),
+            f"model.path={root / 'models'}/${{model.name}}",
+            "task=prompts",
+            f"task.path={pairs}",
+            "method=" + ",".join(METHODS),
+            f"results_dir={results}",
+            # a tolerance that labels some AtP estimates unreliable on these tiny models
+            "unreliable.abs=0.002",
+            "unreliable.rel=0.1",
+        ],
+        cwd=root,
+    )
+    return results
+
+
+@pytest.mark.slow
+def test_report_on_cli_grid(grid):
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.report", str(grid)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "4 runs (0 skipped)" in proc.stdout
+    out = grid / "report"
+    results = pd.read_parquet(out / "results.parquet")
+    assert len(results) == 4
+    assert set(zip(results["model"], results["method"], strict=True)) == {
+        (m, k) for m in MODELS for k in METHODS
+    }
+    assert set(results["task"]) == {"prompts"}
+    for column in ("run_id", "run_dir", "spearman", "rel_error", "wall_s", "n_forward"):
+        assert results[column].notna().all(), column
+    for name in ("tables.md", "tables.tex"):
+        assert (out / name).stat().st_size > 0
+    for stem in report.FIGURES:
+        for fmt in ("png", "pdf"):
+            assert (out / "figures" / f"{stem}.{fmt}").stat().st_size > 1000, (stem, fmt)
+
+    tables = report.table_frames(results)
+    assert list(tables) == ["prompts"]
+    table = tables["prompts"]
+    assert len(table) == 4 and list(table.columns[:2]) == ["model", "method"]
+    for column in ("cpr", "cmd", "flag_precision", "bound_coverage"):
+        # a column is in the table exactly when some run reports it
+        assert (column in table) == (column in results and results[column].notna().any())
+    actpatch = table[table["method"] == "actpatch"]
+    assert np.allclose(actpatch["spearman"], 1.0) and np.allclose(actpatch["rel_error"], 0.0)
+
+    markdown = (out / "tables.md").read_text()
+    body = [line for line in markdown.splitlines() if line.startswith("| tiny-")]
+    assert len(body) == 4
+    assert "| model" in markdown and "Spearman" in markdown and "wall s" in markdown
+    latex = (out / "tables.tex").read_text()
+    assert latex.count("\\begin{tabular}") == 1 and latex.count(" \\\\") == 5
+    assert "tiny-neox & atp" in latex
+
+
+@pytest.mark.slow
+def test_report_skips_failed_and_partial_runs(grid, tmp_path, capsys):
+    root = tmp_path / "results"
+    shutil.copytree(grid, root, ignore=shutil.ignore_patterns("report"))
+    run_dirs = sorted(p.parent for p in root.rglob("summary.json"))
+    (run_dirs[0] / "estimates.parquet").unlink()  # partial
+    (run_dirs[1] / "summary.json").unlink()  # failed before writing its record
+    (run_dirs[1] / "failure.json").write_text(json.dumps({"error": "CUDA out of memory"}))
+    collected = report.write_report(root)
+    err = capsys.readouterr().err
+    assert len(collected.results) == 2 and len(collected.skipped) == 2
+    assert err.count("warning: skipped") == 2
+    assert "partial run" in err and "CUDA out of memory" in err
+    assert len(pd.read_parquet(root / "report" / "results.parquet")) == 2
+
+
+def test_main_refuses_a_dir_without_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        report.main([str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "no complete run" in capsys.readouterr().err
+
+
+def test_pareto_front():
+    cost = np.array([1.0, 2.0, 3.0, 0.5, 4.0])
+    error = np.array([0.5, 0.2, 0.3, 0.9, 0.0])
+    assert plots.pareto_front(cost, error).tolist() == [3, 0, 1, 4]
+
+
+def test_precision_recall_matches_sklearn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    labels = rng.random(200) < 0.3
+    scores = rng.random(200) + labels * 0.5
+    scores[:20] = np.round(scores[:20], 1)  # ties
+    precision, recall = plots.precision_recall(scores, labels)
+    assert np.isclose(
+        plots.average_precision(precision, recall),
+        metrics.average_precision_score(labels, scores),
+    )
+    assert recall[0] == 0 and recall[-1] == 1 and np.isclose(precision[-1], labels.mean())
+
+
+def test_tables_average_repeats_and_split_varying_settings():
+    rows = []
+    for seed in (0, 1):
+        for direction in ("noising", "denoising"):
+            rows.append(
+                dict(
+                    model="m",
+                    task="t_1",
+                    method="atp",
+                    seed=seed,
+                    direction=direction,
+                    spearman=0.5 + seed * 0.2,
+                    rel_error=float("nan"),
+                    wall_s=1.0,
+                    n_forward=2,
+                )
+            )
+    tables = report.table_frames(pd.DataFrame(rows))
+    table = tables["t_1"]
+    assert list(table.columns) == [
+        "model",
+        "method",
+        "direction",
+        "spearman",
+        "wall_s",
+        "n_forward",
+        "runs",
+    ]
+    assert np.allclose(table["spearman"], 0.6) and (table["runs"] == 2).all()
+    assert "t\\_1" in report.to_latex(tables)
+    assert "| m     | atp    | denoising |" in report.to_markdown(tables)
+
+
+def fake_run(run_dir: Path, model: str, method: str, seed: int, diagnostics: bool) -> None:
+    """A run record in the format ``harness.run`` writes, with made-up numbers (unit tests of
+    the report only; the CLI grid above uses real runs)."""
+    rng = np.random.default_rng(seed)
+    n = 12
+    truth = rng.normal(size=n)
+    estimate = truth + rng.normal(scale=0.3, size=n)
+    frame = pd.DataFrame(
+        {
+            "model": model,
+            "task": "prompts",
+            "method": method,
+            "component": [f"head.L{i // 4}.H{i % 4}" for i in range(n)],
+            "site": "head",
+            "layer": np.arange(n) // 4,
+            "head": np.arange(n) % 4,
+            "pos": -1,
+            "estimate": estimate,
+            "truth": truth,
+            "abs_error": np.abs(estimate - truth),
+        }
+    )
+    summary = {
+        "run_id": f"{model}{method}{seed}",
+        "model": model,
+        "task": "prompts",
+        "method": method,
+        "status": "ok",
+        "sites": ["head"],
+        "spearman": 0.9,
+        "rel_error": 0.2,
+        "topk_recall": 1.0,
+        "wall_s": 0.5 + seed,
+        "n_forward": 2,
+        "n_backward": 1,
+        "n_hvp": 0,
+        "config": {"seed": seed},
+    }
+    if diagnostics:
+        frame["reliability_delta_norm"] = rng.random(n)
+        frame["unreliable"] = frame["abs_error"] > 0.3
+        frame["flagged"] = frame["reliability_delta_norm"] > 0.8
+        summary |= {"flag_precision": 0.5, "flag_recall": 0.5, "bound_coverage": 0.9}
+    run_dir.mkdir(parents=True)
+    frame.to_parquet(run_dir / "estimates.parquet")
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+
+
+@pytest.mark.parametrize("diagnostics", [True, False])
+def test_write_report_files(tmp_path, diagnostics):
+    for i, (model, method) in enumerate([("a", "atp"), ("a", "hvp"), ("b", "atp"), ("b", "hvp")]):
+        fake_run(tmp_path / "runs" / f"{i}", model, method, i, diagnostics)
+    (tmp_path / "runs" / "9" / ".hydra").mkdir(parents=True)  # a job that never finished
+    collected = report.write_report(tmp_path, formats=("png",))
+    assert len(collected.results) == 4 and len(collected.skipped) == 1
+    out = tmp_path / "report"
+    assert len(pd.read_parquet(out / "results.parquet")) == 4
+    header = next(
+        line for line in (out / "tables.md").read_text().splitlines() if "| model" in line
+    )
+    assert ("flag precision" in header) == diagnostics
+    for stem in report.FIGURES:
+        assert (out / "figures" / f"{stem}.png").stat().st_size > 1000

@@ -1,0 +1,212 @@
+"""W&B tracking: a real offline W&B run mirrored from a real run record, read back from the
+binary ``.wandb`` file with :func:`harness.tracking.read_offline_run`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness import tracking
+from harness.run import main as run_main
+from tests.test_report import write_pairs
+
+WANDB = {"name": "wandb", "project": "harness-tests", "mode": "offline", "tags": ["test"]}
+
+
+@pytest.fixture(autouse=True)
+def wandb_sandbox(tmp_path, monkeypatch):
+    """Keep W&B's caches and settings inside the test's tmp dir; never upload."""
+    for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory, tiny_gpt2) -> Path:
+    """results dir of one real CLI run (in-process) with ``logger=wandb`` and diagnostics."""
+    root = tmp_path_factory.mktemp("tracking")
+    pairs = write_pairs(root / "pairs.jsonl", n=4)
+    results = root / "results"
+    args = [
+        "model=local",
+        f"model.path={tiny_gpt2}",
+        "task=prompts",
+        f"task.path={pairs}",
+        f"results_dir={results}",
+        "logger=wandb",
+        "logger.project=harness-tests",
+    ]
+    env = {
+        "WANDB_CACHE_DIR": str(root / "wandb_cache"),
+        "WANDB_CONFIG_DIR": str(root / "wandb_config"),
+        "WANDB_DATA_DIR": str(root / "wandb_data"),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for var, value in env.items():
+            patch.setenv(var, value)
+        patch.delenv("WANDB_API_KEY", raising=False)
+        patch.delenv("WANDB_MODE", raising=False)
+        patch.setattr(sys, "argv", ["harness", *args])
+        try:
+            run_main()
+        except SystemExit as exit_:
+            assert not exit_.code, f"harness exited with {exit_.code}"
+    return results
+
+
+def the_run_dir(results: Path) -> Path:
+    (summary,) = results.rglob("summary.json")
+    return summary.parent
+
+
+def assert_summary_matches(logged: dict, summary: dict) -> None:
+    metrics = tracking.summary_metrics(summary)
+    assert metrics and {"spearman", "mae", "wall_s", "n_forward"} <= set(metrics)
+    for key, value in metrics.items():
+        assert key in logged, key
+        assert tracking.same_value(value, logged[key]), (key, value, logged[key])
+
+
+def test_cli_run_logs_its_record_offline(cli_run):
+    run_dir = the_run_dir(cli_run)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (wandb_file,) = tracking.find_offline_runs(cli_run / "wandb")
+    logged = tracking.read_offline_run(wandb_file, wait_s=30)
+    assert_summary_matches(logged["summary"], summary)
+    assert logged["exit_code"] == 0
+    assert logged["run"]["id"] == summary["run_id"]
+    assert logged["run"]["project"] == "harness-tests"
+    assert logged["run"]["job_type"] == "atp"
+    assert logged["run"]["group"] == ""  # a single run belongs to no sweep
+    config = dict(logged["config"])
+    record = config.pop("record")
+    assert config == summary["config"]
+    assert record["run_dir"] == str(run_dir.resolve()) and record["commit"] == summary["commit"]
+
+
+def test_log_run_table_figures_and_names(cli_run, tmp_path):
+    run_dir = the_run_dir(cli_run)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    estimates = pd.read_parquet(run_dir / "estimates.parquet")
+    job = {"sweep": "12-00-00", "overrides": ["model=local", "method=atp"], "num": 3}
+    tracking.log_run(run_dir, {**WANDB, "dir": str(tmp_path / "wb")}, job)
+    (wandb_file,) = tracking.find_offline_runs(tmp_path / "wb")
+    logged = tracking.read_offline_run(wandb_file, wait_s=30)
+    assert logged["run"]["group"] == "12-00-00"
+    assert logged["run"]["name"] == "model=local,method=atp"
+    assert logged["run"]["tags"] == ["test"]
+    assert_summary_matches(logged["summary"], summary)
+    (step,) = logged["history"]
+    table = step["estimates"]
+    assert table["_type"] == "table-file"
+    assert table["nrows"] == len(estimates) and table["ncols"] == len(estimates.columns)
+    files = wandb_file.parent / "files"
+    columns = json.loads((files / table["path"]).read_text())["columns"]
+    assert columns == list(estimates.columns)
+    for name in ("estimate_vs_truth", "error_by_layer"):
+        image = step[f"figures/{name}"]
+        assert image["_type"] == "image-file"
+        assert (files / image["path"]).stat().st_size > 1000
+
+
+def test_failed_job_is_marked_failed(cli_run, tmp_path, capsys):
+    failed = tmp_path / "failed_job"
+    shutil.copytree(the_run_dir(cli_run) / ".hydra", failed / ".hydra")
+    job = {"sweep": "s", "overrides": ["method=atp"], "num": 0}
+    tracking.log_failure(failed, {**WANDB, "dir": str(tmp_path / "wb")}, job, "boom: no memory")
+    (wandb_file,) = tracking.find_offline_runs(tmp_path / "wb")
+    logged = tracking.read_offline_run(wandb_file, wait_s=30)
+    assert logged["exit_code"] == 1
+    assert logged["summary"]["error"] == "boom: no memory"
+    assert logged["summary"]["status"] == "failed"
+    assert logged["config"]["method"]["name"] == "atp"  # from .hydra/config.yaml
+    assert logged["run"]["job_type"] == "atp"
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_logger_none_writes_nothing(cli_run, tmp_path):
+    run_dir = the_run_dir(cli_run)
+    target = tmp_path / "wb"
+    job = {"sweep": None, "overrides": [], "num": 0}
+    tracking.log_run(run_dir, {"name": "none", "dir": str(target)}, job)
+    tracking.log_failure(run_dir, {"name": "none", "dir": str(target)}, job, "error")
+    assert not target.exists()
+
+
+def test_logging_errors_are_one_warning(tmp_path, capsys):
+    job = {"sweep": None, "overrides": [], "num": 0}
+    tracking.log_run(tmp_path / "missing", {**WANDB, "dir": str(tmp_path)}, job)
+    tracking.log_failure(
+        tmp_path, {**WANDB, "mode": "no-such-mode", "dir": str(tmp_path)}, job, "x"
+    )
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and "W&B logging failed" in warnings[0]
+
+
+def test_read_offline_run_spans_blocks(tmp_path):
+    """A record larger than a 32 KiB block (first/middle/last fragments) and many steps."""
+    import wandb
+
+    big = "x" * 80_000
+    run = wandb.init(
+        project="harness-tests",
+        dir=str(tmp_path),
+        mode="offline",
+        config={"big": big, "nested": {"a": [1, 2]}},
+        settings=wandb.Settings(console="off", x_disable_stats=True, quiet=True),
+    )
+    for step in range(400):
+        run.log({"loss": 1.0 / (step + 1), "step_text": f"s{step}"})
+    run.summary["final"] = float("nan")
+    run.finish()
+    (wandb_file,) = tracking.find_offline_runs(tmp_path)
+    logged = tracking.read_offline_run(wandb_file, wait_s=30)
+    assert wandb_file.stat().st_size > 3 * 32 * 1024
+    assert logged["config"]["big"] == big and logged["config"]["nested"] == {"a": [1, 2]}
+    assert len(logged["history"]) == 400
+    assert [h["_step"] for h in logged["history"]] == list(range(400))
+    assert logged["history"][399]["loss"] == pytest.approx(1 / 400)
+    assert logged["summary"]["loss"] == pytest.approx(1 / 400)
+    assert logged["summary"]["final"] is None  # W&B stores NaN as null
+    assert logged["exit_code"] == 0
+
+
+def test_read_offline_run_rejects_other_files(tmp_path):
+    path = tmp_path / "run-x.wandb"
+    path.write_bytes(b"not a wandb file at all")
+    with pytest.raises(ValueError, match="not a W&B run file"):
+        tracking.read_offline_run(path)
+
+
+def test_online_without_credentials_falls_back_to_offline(cli_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a W&B key
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    job = {"sweep": None, "overrides": [], "num": 0}
+    tracking.log_run(the_run_dir(cli_run), {**WANDB, "mode": "online", "dir": str(tmp_path)}, job)
+    assert "logging offline" in capsys.readouterr().err
+    (wandb_file,) = tracking.find_offline_runs(tmp_path)
+    assert tracking.read_offline_run(wandb_file, wait_s=30)["exit_code"] == 0
+
+
+def test_large_estimates_table_keeps_the_largest_effects(cli_run, tmp_path, monkeypatch, capsys):
+    import wandb
+
+    monkeypatch.setattr(wandb.Table, "MAX_ROWS", 5)
+    run_dir = the_run_dir(cli_run)
+    job = {"sweep": None, "overrides": [], "num": 0}
+    tracking.log_run(run_dir, {**WANDB, "dir": str(tmp_path)}, job)
+    assert "W&B table holds the 5 of" in capsys.readouterr().err
+    (wandb_file,) = tracking.find_offline_runs(tmp_path)
+    (step,) = tracking.read_offline_run(wandb_file, wait_s=30)["history"]
+    table = json.loads((wandb_file.parent / "files" / step["estimates"]["path"]).read_text())
+    truth = table["columns"].index("truth")
+    largest = pd.read_parquet(run_dir / "estimates.parquet")["truth"].abs().nlargest(5)
+    assert sorted(abs(row[truth]) for row in table["data"]) == sorted(largest)
