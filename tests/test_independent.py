@@ -37,7 +37,9 @@ def out_projections(model) -> list[torch.nn.Module]:
 
 
 class Reference:
-    """Independent float64 AtP and activation patching of attention heads (noising)."""
+    """Independent float64 AtP, AtP + 1/2 f''(0) and activation patching of attention heads
+    (noising). f''(0) is the second derivative of t -> metric(clean run with the head's input
+    to the output projection moved by t * (corrupt - clean)), by double autograd in t."""
 
     def __init__(self, folder: Path, pairs: list[dict]):
         self.model = AutoModelForCausalLM.from_pretrained(
@@ -85,6 +87,19 @@ class Reference:
         handle.remove()
         return value
 
+    def second_derivative(self, layer, head, delta):
+        d = delta.shape[-1] // self.n_heads
+        v = torch.zeros_like(delta)
+        v[..., head * d : (head + 1) * d] = delta[..., head * d : (head + 1) * d]
+        t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+        handle = self.proj[layer].register_forward_pre_hook(lambda m, a: (a[0] + t * v,))
+        with torch.enable_grad():
+            value = self.metric(self.model(self.clean).logits)
+            (first,) = torch.autograd.grad(value, t, create_graph=True)
+            (second,) = torch.autograd.grad(first, t)
+        handle.remove()
+        return second.item()
+
     def run(self):
         clean_logits, clean_in = self.inputs(self.clean)
         _, corrupt_in = self.inputs(self.corrupt)
@@ -105,7 +120,7 @@ class Reference:
             )
         for h in handles:
             h.remove()
-        truth, atp = {}, {}
+        truth, atp, hvp = {}, {}, {}
         for layer in range(len(self.proj)):
             d = clean_in[layer].shape[-1] // self.n_heads
             delta = corrupt_in[layer] - clean_in[layer]
@@ -113,7 +128,9 @@ class Reference:
                 cut = slice(head * d, (head + 1) * d)
                 atp[(layer, head)] = (grads[layer][..., cut] * delta[..., cut]).sum().item()
                 truth[(layer, head)] = (self.patched(layer, head, corrupt_in[layer]) - base).item()
-        return truth, atp
+                second = self.second_derivative(layer, head, delta)
+                hvp[(layer, head)] = atp[(layer, head)] + 0.5 * second
+        return truth, {"atp": atp, "hvp": hvp}
 
 
 def write_pairs(path: Path, n: int, seed: int) -> list[dict]:
@@ -126,8 +143,11 @@ def write_pairs(path: Path, n: int, seed: int) -> list[dict]:
     return pairs
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_cli_matches_independent_float64_implementation(tiny_models, tmp_path, family):
+@pytest.mark.parametrize(
+    "family,method",
+    [(family, "atp") for family in FAMILIES] + [("gpt2", "hvp"), ("llama", "hvp")],
+)
+def test_cli_matches_independent_float64_implementation(tiny_models, tmp_path, family, method):
     pairs = write_pairs(tmp_path / "pairs.jsonl", 6, seed=11)
     with initialize_config_module(config_module="harness.conf", version_base="1.3"):
         cfg = compose(
@@ -137,7 +157,8 @@ def test_cli_matches_independent_float64_implementation(tiny_models, tmp_path, f
                 f"model.path={tiny_models[family]}",
                 "task=prompts",
                 f"task.path={tmp_path / 'pairs.jsonl'}",
-                "method=atp",
+                f"method={method}",
+                *(["method.mode=exact"] if method == "hvp" else []),
                 "components.sites=[head]",
                 "components.positions=all",
                 "dtype=float64",
@@ -148,10 +169,16 @@ def test_cli_matches_independent_float64_implementation(tiny_models, tmp_path, f
         )
     run_one(cfg, tmp_path / "run")
     frame = pd.read_parquet(tmp_path / "run" / "estimates.parquet")
-    truth, atp = Reference(tiny_models[family], pairs).run()
+    truth, estimates = Reference(tiny_models[family], pairs).run()
+    expected = estimates[method]
     assert len(frame) == len(truth)
     scale = max(abs(v) for v in truth.values())
     assert scale > 1e-3
     for row in frame.itertuples():
         assert row.truth == pytest.approx(truth[(row.layer, row.head)], abs=1e-6 * max(1, scale))
-        assert row.estimate == pytest.approx(atp[(row.layer, row.head)], abs=1e-6 * max(1, scale))
+        assert row.estimate == pytest.approx(
+            expected[(row.layer, row.head)], abs=1e-6 * max(1, scale)
+        )
+    if method == "hvp":  # the second-order term is not negligible here, so the check has teeth
+        atp = estimates["atp"]
+        assert max(abs(expected[k] - atp[k]) for k in atp) > 1e-4 * scale
