@@ -88,6 +88,19 @@ class AttributionContext:
         for start in range(0, self.batch.n, size):
             yield slice(start, min(start + size, self.batch.n))
 
+    def subset(self, rows: slice) -> AttributionContext:
+        """The same context over the prompts ``rows`` only (counting into the same cost)."""
+        return AttributionContext(
+            model=self.model,
+            batch=self.batch.select(rows),
+            components=self.components,
+            metric=self.metric,
+            direction=self.direction,
+            batch_size=self.batch_size,
+            cost=self.cost,
+            progress=self.progress,
+        )
+
     def with_cost(self, cost: CostCounter) -> AttributionContext:
         """The same context counting into another cost counter."""
         return AttributionContext(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +19,12 @@ from pathlib import Path
 import torch
 
 from harness.context import AttributionContext, CostCounter
+from harness.errors import NumericalError
 from harness.patching import collect_activations, patch_effects, site_names
 from harness.storage import content_hash, read_hashed_json, write_hashed_json
 
 log = logging.getLogger(__name__)
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2  # 2: prompts in chunks of batch_size
 
 
 @dataclass
@@ -66,12 +68,46 @@ def truth_key(ctx: AttributionContext, model_fingerprint: str) -> str:
 
 
 def compute_ground_truth(ctx: AttributionContext) -> tuple[torch.Tensor, float, float]:
-    """Exact effects [n_components], and the mean metric of the base and source runs."""
+    """Exact effects [n_components], and the mean metric of the base and source runs.
+
+    Prompts are taken ``batch_size`` at a time, so only one chunk's source activations are held
+    (memory does not grow with the number of prompts)."""
     names = site_names(ctx.components)
-    base_metric, _ = collect_activations(ctx, ctx.base_tokens, [])
-    source_metric, source = collect_activations(ctx, ctx.source_tokens, names)
-    effects = patch_effects(ctx, ctx.components, source, base_metric, desc="ground truth")
-    return effects, float(base_metric.double().mean()), float(source_metric.double().mean())
+    n = ctx.batch.n
+    effects = torch.zeros(len(ctx.components), dtype=torch.float64)
+    base_sum = source_sum = 0.0
+    for rows in ctx.prompt_chunks():
+        sub = ctx.subset(rows)
+        base_metric, _ = collect_activations(sub, sub.base_tokens, [])
+        source_metric, source = collect_activations(sub, sub.source_tokens, names)
+        part = patch_effects(sub, sub.components, source, base_metric, desc="ground truth")
+        if sub.batch.n == n:  # one chunk: the effects as they are
+            return part, float(base_metric.double().mean()), float(source_metric.double().mean())
+        effects += part.cpu() * sub.batch.n
+        base_sum += float(base_metric.double().sum())
+        source_sum += float(source_metric.double().sum())
+    return effects / n, base_sum / n, source_sum / n
+
+
+def check_truth_finite(
+    ctx: AttributionContext, effects: torch.Tensor, base_metric: float, source_metric: float
+) -> None:
+    """A NaN or infinite metric or true effect stops the job (nothing is cached) with a message
+    naming the run or the component."""
+    base, source = ("clean", "corrupt") if ctx.direction == "noising" else ("corrupt", "clean")
+    for run, value in ((base, base_metric), (source, source_metric)):
+        if not math.isfinite(value):
+            raise NumericalError(
+                f"the {run} run's {ctx.metric} metric is {value} (model {ctx.model.name!r} gives "
+                "non-finite logits); ground truth not computed"
+            )
+    bad = (~torch.isfinite(effects)).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise NumericalError(
+            f"method 'actpatch' (ground truth) gave a non-finite effect ({float(effects[i])}) "
+            f"for component {ctx.components[i].id}"
+        )
 
 
 def ground_truth(
@@ -96,6 +132,7 @@ def ground_truth(
     start = time.perf_counter()
     effects, base_metric, source_metric = compute_ground_truth(ctx.with_cost(cost))
     cost_dict = {**cost.as_dict(), "wall_s": time.perf_counter() - start}
+    check_truth_finite(ctx, effects, base_metric, source_metric)
     if path is not None:
         write_hashed_json(
             path,

@@ -326,15 +326,17 @@ def metric_gradients(
     tokens: torch.Tensor,
     names: Sequence[str],
     offsets: Activations | None = None,
+    n_total: int | None = None,
 ) -> tuple[torch.Tensor, Activations, Activations]:
     """Per-prompt metric [n], activations and gradients dL/da at ``names`` on ``tokens``.
 
-    L is the mean over all n prompts, so gradients carry the 1/n. ``offsets`` (optional, per
+    L is the mean over all n prompts (``n_total`` when ``ctx`` holds a chunk of a larger
+    batch), so gradients carry the 1/n. ``offsets`` (optional, per
     hook [n, seq, ...]) are added to the activations before differentiating (the gradient is
     then taken at a + offset). Activations returned are the unpatched ones. One forward and one
     backward per prompt chunk.
     """
-    n = ctx.batch.n
+    n = n_total or ctx.batch.n
     metrics, acts_parts, grad_parts = [], {k: [] for k in names}, {k: [] for k in names}
     for rows in ctx.prompt_chunks():
         store: Activations = {}

@@ -5,7 +5,7 @@ g_c = dL/da_c on the base run (noising: gradient at the clean run times corrupt 
 estimate has the sign of the true effect L(patched) - L(unpatched)).
 Source: Nanda 2023, "Attribution patching"; Syed et al. 2023; Kramar et al. 2024 (AtP*).
 Cost: one source forward, one base forward and one backward for every component at once (per
-prompt chunk of ``batch_size``).
+prompt chunk of ``batch_size``; only one chunk's activations are held at a time).
 Proved by: tests/methods/test_atp.py (exact when the metric is linear in the patched activation;
 equal to a finite-difference derivative of the patched metric in float64).
 """
@@ -26,8 +26,12 @@ class AttributionPatching(Method):
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         names = site_names(ctx.components)
-        _, source = collect_activations(ctx, ctx.source_tokens, names)
-        _, base, grads = metric_gradients(ctx, ctx.base_tokens, names)
-        products = {name: (source[name] - base[name]) * grads[name] for name in names}
-        estimates = reduce_per_component(products, ctx.components).double()
+        estimates = None
+        for rows in ctx.prompt_chunks():  # one chunk's activations at a time: flat memory
+            sub = ctx.subset(rows)
+            _, source = collect_activations(sub, sub.source_tokens, names)
+            _, base, grads = metric_gradients(sub, sub.base_tokens, names, n_total=ctx.batch.n)
+            products = {name: (source[name] - base[name]) * grads[name] for name in names}
+            part = reduce_per_component(products, ctx.components).double()
+            estimates = part if estimates is None else estimates + part
         return MethodOutput(estimates=estimates)

@@ -28,7 +28,10 @@ def read_pairs(path: str | Path) -> list[PromptPair]:
     except (OSError, UnicodeDecodeError) as err:
         raise HarnessError(f"{name}: cannot read: {err}") from err
     pairs: list[PromptPair] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # JSONL lines end at "\n" only (str.splitlines would also split at U+2028 and other
+    # characters that may appear unescaped inside a JSON string)
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         src = f"{name}:{lineno}"
