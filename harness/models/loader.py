@@ -87,7 +87,13 @@ def model_folder(model_cfg: Mapping[str, Any]) -> Path:
         folder = Path(str(path)).expanduser()
         check_causal_lm_folder(folder)
         return folder
-    return hub_snapshot(str(model_cfg.get("path") or name), model_cfg.get("revision"))
+    repo_id = str(model_cfg.get("path") or name)
+    folder = hub_snapshot(repo_id, model_cfg.get("revision"))
+    if not model_cfg.get("random_init") and not any(folder.glob("*.safetensors")):
+        raise HarnessError(
+            f"hub model {repo_id!r} has no *.safetensors weights (only safetensors are loaded)"
+        )
+    return folder
 
 
 def check_causal_lm_folder(folder: Path) -> None:
@@ -184,13 +190,26 @@ def load_tokenizer(folder: Path, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
-def load_model(model_cfg: Mapping[str, Any], device: str, dtype: str) -> LoadedModel:
-    """Boot the model named by ``model_cfg`` on ``device`` in ``dtype`` (names as in the CLI)."""
+def load_model(model_cfg: Mapping[str, Any], device: str, dtype: str, seed: int = 0) -> LoadedModel:
+    """Boot the model named by ``model_cfg`` on ``device`` in ``dtype`` (names as in the CLI).
+
+    ``random_init`` on a hub model with a shipped architecture (``harness/models/arch``) builds
+    it offline with random weights seeded by ``seed`` (:mod:`harness.models.random_init`).
+    """
     torch_dtype = resolve_dtype(dtype)
     torch_device = resolve_device(device)
+    random_init = bool(model_cfg.get("random_init", False))
+    if random_init and model_cfg.get("source") == "hub":
+        from harness.models import random_init as rand
+
+        if rand.has_arch(str(model_cfg.get("name"))):
+            bridge, tokenizer, fingerprint = rand.build_random_model(
+                model_cfg, torch_device, torch_dtype, seed
+            )
+            adapter = ModelAdapter(bridge, name=str(model_cfg.get("name")))
+            return LoadedModel(adapter, tokenizer, rand.ARCH_DIR, fingerprint)
     folder = model_folder(model_cfg)
     trust = bool(model_cfg.get("trust_remote_code", False))
-    random_init = bool(model_cfg.get("random_init", False))
     try:
         tokenizer = load_tokenizer(folder, trust_remote_code=trust)
         bridge = boot_bridge(str(folder), torch_device, torch_dtype, trust, random_init)
@@ -198,10 +217,15 @@ def load_model(model_cfg: Mapping[str, Any], device: str, dtype: str) -> LoadedM
         raise
     except Exception as err:  # noqa: BLE001 - a folder transformers cannot load
         first = str(err).splitlines()[0] if str(err) else ""
+        if not trust and "custom code" in first:
+            raise HarnessError(
+                f"model {model_cfg.get('name')!r} at {str(folder)!r} needs its own Python code "
+                "(auto_map in config.json), which is not run unless model.trust_remote_code=true"
+            ) from None
         raise HarnessError(
             f"cannot load model {model_cfg.get('name')!r} from {str(folder)!r}: "
             f"{type(err).__name__}: {first[:200]}"
         ) from None
-    fingerprint = fingerprint_folder(folder) + (":random" if random_init else "")
+    fingerprint = fingerprint_folder(folder) + (f":random:{seed}" if random_init else "")
     adapter = ModelAdapter(bridge, name=str(model_cfg.get("name")))
     return LoadedModel(adapter=adapter, tokenizer=tokenizer, folder=folder, fingerprint=fingerprint)

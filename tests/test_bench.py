@@ -1,0 +1,27 @@
+"""Smoke test of the benchmark scripts (benchmarks are not unit tests: this only checks that B1
+runs end to end on a tiny shape and that its three ground-truth engines agree)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def test_b1_runs_and_engines_agree():
+    args = ["--layers", "2", "--d-model", "32", "--heads", "4", "--vocab", "300"]
+    args += ["--prompts", "2", "--seq", "6", "--skip-full"]
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "b1_ground_truth.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "machine:" in out.stdout and "torch" in out.stdout
+    assert out.stdout.count("-> agree") == 2, out.stdout
+    assert "all effects agree" in out.stdout
