@@ -23,7 +23,8 @@ class ModelConfig:
     dtype: str = "float32"
     device: str = "auto"
     trust_remote_code: bool = False
-    random_init: bool = False
+    random_init: bool = False  # hub models: the shipped architecture, random weights, offline
+    arch_overrides: dict[str, Any] = field(default_factory=dict)  # config.json keys (random_init)
     revision: Optional[str] = None  # noqa: UP045
 
 

@@ -160,7 +160,7 @@ def check_reliability_config(cfg: Mapping[str, Any]) -> None:
             raise HarnessError(unknown_choice("reliability score", name, list(SCORES)))
     fraction = cfg.get("flag_fraction", 0.2)
     if not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-        raise HarnessError(f"reliability.flag_fraction must be in (0, 1], got {fraction!r}")
+        raise HarnessError(f"flag.fraction must be in (0, 1], got {fraction!r}")
 
 
 def run_diagnostics(
@@ -219,3 +219,77 @@ def run_diagnostics(
         columns["bound_lo"], columns["bound_hi"] = nan, nan.copy()
         summary["bound_coverage"] = summary["bound_width"] = math.nan
     return columns, summary
+
+
+def cached_diagnostics(
+    cache_dir: Any,
+    truth_key: str | None,
+    ctx: AttributionContext,
+    truth: np.ndarray,
+    scores: Sequence[str],
+    flag_cfg: Mapping[str, Any],
+    unreliable_cfg: Mapping[str, Any],
+    bound_kind: str | None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """:func:`run_diagnostics`, computed once per ground truth and settings and cached.
+
+    The scores, labels, flags and both bounds depend only on the model, prompts, components,
+    metric and direction (what ``truth_key`` identifies), the score list and the flag / label
+    settings, never on the method; only which bound brackets the method's estimate does, and
+    that is read off the cached ``atp`` / ``hvp`` bounds. So the methods of a grid share one
+    computation, stored under ``cache_dir/diagnostics/<hash>.json`` with a content hash (a
+    corrupted entry is recomputed). Without ``cache_dir`` or ``truth_key`` nothing is cached.
+    Adds ``diagnostics_cached`` to the summary.
+    """
+    from pathlib import Path
+
+    from harness.storage import content_hash, read_hashed_json, write_hashed_json
+
+    if cache_dir is None or truth_key is None:
+        columns, summary = run_diagnostics(ctx, truth, scores, flag_cfg, unreliable_cfg, bound_kind)
+        return columns, {**summary, "diagnostics_cached": False}
+    settings = {
+        "truth": truth_key,
+        "scores": list(scores),
+        "flag": _plain(flag_cfg),
+        "unreliable": _plain(unreliable_cfg),
+    }
+    path = Path(cache_dir) / "diagnostics" / f"{content_hash(settings)[:24]}.json"
+    entry = read_hashed_json(path)
+    cached = entry is not None and len(entry["columns"]["unreliable"]) == len(truth)
+    if cached:
+        columns = {
+            name: np.asarray(values, dtype=entry["dtypes"][name])
+            for name, values in entry["columns"].items()
+        }
+        summary = dict(entry["summary"])
+    else:
+        columns, summary = run_diagnostics(ctx, truth, scores, flag_cfg, unreliable_cfg, None)
+        write_hashed_json(
+            path,
+            {
+                "settings": settings,
+                "columns": {name: column.tolist() for name, column in columns.items()},
+                "dtypes": {name: str(column.dtype) for name, column in columns.items()},
+                "summary": summary,
+            },
+        )
+    if bound_kind in ("atp", "hvp"):
+        columns["bound_lo"] = columns[f"{bound_kind}_bound_lo"]
+        columns["bound_hi"] = columns[f"{bound_kind}_bound_hi"]
+        summary["bound_coverage"] = summary[f"{bound_kind}_bound_coverage"]
+        summary["bound_width"] = summary[f"{bound_kind}_bound_width"]
+    summary["diagnostics_cached"] = cached
+    return columns, summary
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready copy of a (possibly OmegaConf) mapping."""
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(value, DictConfig):
+            return OmegaConf.to_container(value, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return {str(k): v for k, v in dict(value).items()}

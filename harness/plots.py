@@ -40,6 +40,17 @@ PALETTE = [
     "#7f7f7f",
     "#bcbd22",
     "#17becf",
+    # a second ten, darker / lighter, so a full method grid (11+ methods) keeps distinct colours
+    "#393b79",
+    "#ad494a",
+    "#637939",
+    "#7b4173",
+    "#8c6d31",
+    "#9edae5",
+    "#e7969c",
+    "#c5b0d5",
+    "#000000",
+    "#dbdb8d",
 ]
 FORMATS = ("png", "pdf")
 AXIS_LABELS = {
@@ -56,6 +67,15 @@ def new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+def legend_below(fig: Figure, handles: list, labels: list[str] | None = None) -> None:
+    """A figure legend under the panels with as many columns as fit the figure's width."""
+    labels = labels if labels is not None else [h.get_label() for h in handles]
+    longest = max((len(str(label)) for label in labels), default=1)
+    per_column = 0.6 + 0.075 * longest  # inches of one entry at fontsize 8
+    ncols = max(1, min(len(labels), int(fig.get_figwidth() // per_column)))
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8)
 
 
 def save(fig: Figure, out_dir: Path, stem: str, formats: Sequence[str] = FORMATS) -> list[Path]:
@@ -301,7 +321,7 @@ def method_scatter(estimates: pd.DataFrame) -> Figure:
             if label not in labels:
                 handles.append(h)
                 labels.append(label)
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize=8)
+    legend_below(fig, handles, labels)
     fig.suptitle("estimate vs true effect, per method")
     return fig
 
@@ -369,7 +389,7 @@ def error_vs_cost(results: pd.DataFrame, error: str = "rel_error", cost: str = "
             [], [], ls="--", lw=1, color="0.3", marker="o", ms=9, mfc="none", label="Pareto front"
         )[0]
     )
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize=8)
+    legend_below(fig, handles)
     fig.suptitle("error vs cost across methods")
     return fig
 
@@ -403,7 +423,7 @@ def error_by_layer_site(estimates: pd.DataFrame) -> Figure:
         axes[0, 0].plot([], [], marker="o", color=color, label=method)[0]
         for method, color in method_colors.items()
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=8)
+    legend_below(fig, handles)
     fig.suptitle("error per layer and site")
     return fig
 

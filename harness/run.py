@@ -13,8 +13,10 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -30,7 +32,7 @@ from harness.errors import HarnessError, NumericalError
 
 register_schemas()
 
-CONFIG_GROUPS = ("model", "task", "method", "logger")
+CONFIG_GROUPS = ("model", "task", "method", "logger", "experiment")
 
 
 @dataclass
@@ -73,7 +75,8 @@ def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
     from harness.circuits import circuit_recovery
     from harness.components import check_components, enumerate_components
     from harness.context import AttributionContext, CostCounter, check_direction
-    from harness.diagnostics import check_reliability_config, run_diagnostics
+    from harness.cost import peak_mem_mb, reset_peak_memory, time_forward
+    from harness.diagnostics import cached_diagnostics, check_reliability_config
     from harness.evaluation import score_estimates
     from harness.ground_truth import ground_truth
     from harness.methods.base import make_method
@@ -100,9 +103,10 @@ def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
     _check_writable(out_dir)
 
     torch.manual_seed(cfg.seed)
+    reset_peak_memory()
     dtype = cfg.dtype or cfg.model.get("dtype") or "float32"
     device = cfg.device or cfg.model.get("device") or "auto"
-    loaded = load_model(container["model"], device=device, dtype=dtype)
+    loaded = load_model(container["model"], device=device, dtype=dtype, seed=cfg.seed)
     pairs = task.make_pairs(loaded.tokenizer, cfg.n_prompts, cfg.seed)
     batch = tokenize_pairs(pairs, loaded.tokenizer, prepend_bos=task.prepend_bos)
     n_ctx = loaded.adapter.shape.n_ctx
@@ -129,9 +133,11 @@ def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
     truth = ground_truth(ctx, loaded.fingerprint, cache_dir)
 
+    forward_s = time_forward(ctx)  # one clean forward of the prompt batch (after a warm-up)
     start = time.perf_counter()
     output = method.estimate(ctx)
     wall_s = time.perf_counter() - start
+    peak_mb = peak_mem_mb(loaded.adapter.device)
     estimates = output.estimates.detach().double().cpu().numpy()
     check_finite(method.name, estimates, components)
     truth_np = truth.effects.numpy()
@@ -156,7 +162,9 @@ def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
     if cfg.diagnostics:
         diag_cost = CostCounter()
         start = time.perf_counter()
-        columns, diagnostics = run_diagnostics(
+        columns, diagnostics = cached_diagnostics(  # shared by the methods of a grid
+            cache_dir,
+            truth.key,
             ctx.with_cost(diag_cost),
             truth_np,
             list(cfg.reliability),
@@ -193,6 +201,9 @@ def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
         **scores,
         **diagnostics,
         "wall_s": wall_s,
+        "forward_s": forward_s,
+        "fwd_equiv": wall_s / forward_s if forward_s > 0 else None,
+        "peak_mem_mb": peak_mb,
         **output.summary,
         **{k: v for k, v in ctx.cost.as_dict().items()},
         "clean_metric": truth.base_metric if cfg.direction == "noising" else truth.source_metric,
@@ -335,6 +346,13 @@ def _task_function(cfg: Any) -> None:
             return
     try:
         record = run_one(cfg, out_dir, key)
+    except KeyboardInterrupt as err:  # SIGINT, or SIGTERM through _interrupt
+        signame = str(err) or "SIGINT"
+        atomic_write_json(
+            out_dir / "failure.json",
+            {"error": f"interrupted by {signame}", "config_hash": key, "config": container},
+        )
+        raise
     except (HarnessError, Exception) as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -384,15 +402,16 @@ def _log(out_dir: Path, cfg: Any, job: dict[str, Any], error: str | None) -> Non
 
 def check_group_choices(argv: list[str]) -> None:
     """Refuse an unknown ``group=choice`` override with one line (before Hydra composes)."""
-    from harness.config_files import group_options
+    from harness.config_files import all_group_options, searchpath_dirs
     from harness.registry import unknown_choice
 
+    extra_dirs = searchpath_dirs(argv)  # a user's own config folders (hydra.searchpath=...)
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
         key, _, value = arg.lstrip("+~").partition("=")
         if key in CONFIG_GROUPS:
-            options = group_options(key)
+            options = all_group_options(key, extra_dirs)
             for choice in value.split(","):
                 if choice and choice not in options:
                     raise HarnessError(unknown_choice(key, choice, options))
@@ -409,7 +428,12 @@ def check_composes(argv: list[str]) -> None:
         return
     from hydra import compose, initialize_config_module
 
-    overrides = [a for a in argv if not a.startswith("-") and not a.startswith("hydra")]
+    overrides = [
+        a
+        for a in argv
+        if not a.startswith("-")
+        and (not a.startswith("hydra") or a.lstrip("+~").startswith("hydra.searchpath="))
+    ]
     try:
         with initialize_config_module(config_module="harness.conf", version_base="1.3"):
             compose("config", overrides=overrides)
@@ -443,6 +467,11 @@ def _unknown_key(dotted: str) -> str:
     )
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM handler: unwind like Ctrl-C, so temporary files are removed on the way out."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main() -> None:
     """Console script ``harness``."""
     import hydra
@@ -456,7 +485,23 @@ def main() -> None:
     app = hydra.main(config_path="pkg://harness.conf", config_name="config", version_base="1.3")(
         _task_function
     )
-    app()
+    _FAILED_JOBS.clear()  # main() may run more than once in a process (tests, notebooks)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
+    try:
+        app()
+    except KeyboardInterrupt as err:
+        # files are written to a temporary name and renamed, so nothing half-written is left
+        signame = str(err) or "SIGINT"
+        print(
+            f"error: interrupted by {signame}; finished results and cache entries are kept, "
+            "re-run the same command to resume",
+            file=sys.stderr,
+        )
+        sys.exit(128 + getattr(signal, signame, signal.SIGINT))
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
     if _FAILED_JOBS:
         print(
             f"error: {len(_FAILED_JOBS)} job(s) failed: {'; '.join(_FAILED_JOBS)}", file=sys.stderr

@@ -110,6 +110,8 @@ class _TaskRegistry(Registry[Task]):
         for f in conf_task_files():
             data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
             slug = f.name[: -len(".yaml")]
+            if isinstance(data, dict) and "defaults" in data:
+                continue  # a variant composing another task's config (e.g. ioi_random_token)
             impl = data.get("impl") if isinstance(data, dict) else None
             if not isinstance(impl, str):
                 raise HarnessError(f"conf/task/{f.name}: needs 'impl: package.module:Class'")

@@ -78,7 +78,7 @@ BAD_BEFORE_MODEL = [
     (["batch_size=-3"], "batch_size must be a positive integer, got -3"),
     (["batch_size=abc"], "batch_size: Value 'abc'"),
     (["n_prompt=3"], "unknown config key 'n_prompt' (did you mean 'n_prompts'?)"),
-    (["flag.fraction=1.5"], "reliability.flag_fraction must be in (0, 1], got 1.5"),
+    (["flag.fraction=1.5"], "flag.fraction must be in (0, 1], got 1.5"),
     (["reliability=[curvature]"], "unknown reliability score 'curvature'"),
     (["model=local"], "model=local needs model.path=DIR"),
     (["model=local", "model.path=/nonexistent/folder"], "is not a folder"),

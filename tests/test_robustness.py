@@ -114,7 +114,7 @@ BAD_OPTIONS = [
     (["method=sff", "method.flag_fraction=-0.1"], "must be in [0, 1], got -0.1"),
     (["method=sff", "method.steps=0"], "method.steps must be a positive integer, got 0"),
     (["method=sff", "method.fix=magic"], "unknown sff fix 'magic'"),
-    (["flag.fraction=0"], "flag_fraction must be in (0, 1], got 0"),
+    (["flag.fraction=0"], "flag.fraction must be in (0, 1], got 0"),
     (["n_prompts=-2"], "n_prompts must be a positive integer, got -2"),
     (["batch_size=0"], "batch_size must be a positive integer, got 0"),
     (["topk=0"], "topk must be a positive integer, got 0"),

@@ -1,0 +1,75 @@
+"""``conf/experiment/`` presets: every grid names existing choices, and the smoke grid runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from harness.config_files import group_options
+from harness.run import main as run_main
+
+GROUPS = ("model", "task", "method")
+
+
+def sweep_params(experiment: str) -> dict[str, list[str]]:
+    with initialize_config_module(config_module="harness.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    return {str(k): str(v).split(",") for k, v in params.items()}
+
+
+@pytest.mark.parametrize("experiment", ["paper_zoo", "paper_hub", "smoke"])
+def test_preset_names_existing_choices(experiment):
+    params = sweep_params(experiment)
+    assert set(params) == set(GROUPS)
+    for group, choices in params.items():
+        assert set(choices) <= set(group_options(group)), (group, choices)
+
+
+def test_paper_grids():
+    zoo, hub = sweep_params("paper_zoo"), sweep_params("paper_hub")
+    assert zoo["model"] == ["toy-gpt2", "toy-pythia", "toy-llama", "toy-gemma2", "toy-qwen2"]
+    assert hub["model"] == ["gpt2", "pythia-160m", "qwen2.5-0.5b", "gemma-2-2b", "llama-3.2-1b"]
+    for grid in (zoo, hub):
+        assert grid["task"] == ["ioi", "ioi_random_token", "greater_than", "factual_recall"]
+        names = [m.rpartition("/")[2] for m in grid["method"]]  # fast/ig -> ig
+        assert names == [
+            "atp", "hvp", "hvp_shared", "ms_hvp", "ig", "ig_joint", "integrated_hessians",
+            "atp_star", "sff", "sff_ms_hvp", "sff_actpatch",
+        ]  # fmt: skip
+
+
+def test_method_and_task_variants_compose():
+    """Variant configs keep their own name (separate rows in the report) and their options."""
+    expected = {
+        "hvp_shared": ("hvp_shared", {"mode": "shared"}),
+        "ig_joint": ("ig_joint", {"path": "joint"}),
+        "sff_ms_hvp": ("sff_ms_hvp", {"fix": "ms_hvp"}),
+        "sff_actpatch": ("sff_actpatch", {"fix": "actpatch"}),
+        "fast/ig": ("ig", {"steps": 8, "path": "component"}),
+        "fast/sff_ms_hvp": ("sff_ms_hvp", {"steps": 4, "fix": "ms_hvp"}),
+    }
+    with initialize_config_module(config_module="harness.conf", version_base="1.3"):
+        for choice, (name, options) in expected.items():
+            method = compose("config", overrides=[f"method={choice}"]).method
+            assert method.name == name and method.impl.startswith("harness.methods.")
+            for key, value in options.items():
+                assert method[key] == value, (choice, key)
+        task = compose("config", overrides=["task=ioi_random_token"]).task
+    assert task.name == "ioi_random_token" and task.corruption == "random_token"
+
+
+@pytest.mark.slow
+def test_smoke_experiment_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(
+        sys, "argv", ["harness", "-m", "experiment=smoke", f"results_dir={tmp_path}"]
+    )
+    run_main()
+    out = capsys.readouterr().out
+    summaries = [json.loads(p.read_text()) for p in tmp_path.rglob("summary.json")]
+    assert sorted(s["method"] for s in summaries) == ["actpatch", "atp", "hvp"], out
+    assert all(s["model"] == "toy-gpt2" and s["n_prompts"] == 4 for s in summaries)
+    assert (tmp_path / "multirun" / "smoke" / "multirun.yaml").is_file()
