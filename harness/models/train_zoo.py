@@ -221,7 +221,11 @@ def setup_determinism(threads: int = 2) -> None:
 
 
 def train_one(
-    slug: str, out_dir: Path, cfg: TrainConfig = TrainConfig(), log: Any = print
+    slug: str,
+    out_dir: Path,
+    cfg: TrainConfig = TrainConfig(),
+    log: Any = print,
+    eval_n: int = 500,
 ) -> dict[str, Any]:
     """Train one zoo model and save it to ``out_dir / slug``; returns accuracies and timing."""
     from harness.taskdefs.toy_vocab import build_toy_tokenizer
@@ -275,7 +279,7 @@ def train_one(
             log(f"{slug} step {step:5d} accuracy {json.dumps(acc)}")
     seconds = time.perf_counter() - start
     model.eval()
-    acc = evaluate(lambda x: model(x).logits, tokenizer)
+    acc = evaluate(lambda x: model(x).logits, tokenizer, n=eval_n)
     log(f"{slug}: trained in {seconds:.0f}s; held-out accuracy {json.dumps(acc)}")
 
     folder = out_dir / slug
