@@ -37,6 +37,7 @@ SETTING_COLUMNS = ("metric", "direction", "sites", "positions", "dtype", "n_prom
 # (summary key, table header, format): the table's columns, in order.
 TABLE_COLUMNS = (
     ("spearman", "Spearman", "{:.3f}"),
+    ("mae", "MAE", "{:.3g}"),
     ("rel_error", "rel. error", "{:.3f}"),
     ("topk_recall", "top-k recall", "{:.3f}"),
     ("cpr", "CPR", "{:.3f}"),
@@ -45,6 +46,7 @@ TABLE_COLUMNS = (
     ("flag_recall", "flag recall", "{:.3f}"),
     ("bound_coverage", "bound coverage", "{:.3f}"),
     ("wall_s", "wall s", "{:.3g}"),
+    ("fwd_equiv", "fwd equiv", "{:.3g}"),
     ("n_forward", "forward", "{:.0f}"),
     ("n_backward", "backward", "{:.0f}"),
     ("n_hvp", "HVP", "{:.0f}"),
@@ -192,6 +194,15 @@ def _header_and_cells(table: pd.DataFrame, missing: str) -> tuple[list[str], lis
         for _, row in table.iterrows()
     ]
     return header, cells
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """One plain Markdown table of ``frame`` (floats to 3 significant digits, '-' if missing)."""
+    header = [str(c) for c in frame.columns]
+    rows = [[_cell(v, "{:.3g}", "-") for v in row] for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def to_markdown(tables: dict[str, pd.DataFrame]) -> str:

@@ -316,8 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ZOO_DIR, help="output folder (default: zoo)")
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--eval-every", type=int, default=0, help="log accuracy every N steps")
+    parser.add_argument("--seed", type=int, default=TrainConfig.seed, help="initialisation seed")
     args = parser.parse_args(argv)
-    cfg = TrainConfig(steps=args.steps, eval_every=args.eval_every)
+    cfg = TrainConfig(steps=args.steps, eval_every=args.eval_every, seed=args.seed)
     results = [train_one(slug, args.out, cfg) for slug in (args.only or SLUGS)]
     print(json.dumps(results, indent=2))
     return 0
