@@ -86,6 +86,22 @@ def load(args: argparse.Namespace):
     return load_model(cfg, device=args.device, dtype=args.dtype, seed=args.seed)
 
 
+def setup_benchmark(args: argparse.Namespace, detail: str):
+    """Load the benchmark model, print the machine and model lines, and draw the random prompt
+    batch; returns (loaded model, batch). ``detail`` ends the model line."""
+    loaded = load(args)
+    device = loaded.adapter.device
+    shape = loaded.adapter.shape
+    print(machine_info(str(device)))
+    print(
+        f"model: {args.zoo or args.model} (random_init={not args.zoo}) {shape.n_layers} layers, "
+        f"d_model {shape.d_model}, {shape.n_heads} heads, {args.dtype}; {args.prompts} prompts x "
+        f"{args.seq} tokens; {detail}"
+    )
+    vocab = min(len(loaded.tokenizer), 250)
+    return loaded, random_batch(args.prompts, args.seq, args.seed, vocab, device)
+
+
 def random_batch(n: int, seq: int, seed: int, vocab: int, device: torch.device):
     """n random clean/corrupt pairs of ``seq`` tokens (corrupt differs at about half the
     positions, BOS id 1 first), single-token answers; all on ``device``."""

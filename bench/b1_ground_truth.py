@@ -37,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import context, load, machine_info, model_args, random_batch, timed  # noqa: E402
+from _common import context, load, model_args, random_batch, setup_benchmark, timed  # noqa: E402
 
 SETS = {"heads": (["head"], "all"), "resid": (["resid_pre"], "each")}
 
@@ -204,17 +204,8 @@ def main() -> None:
         memory_child(args)
         return
 
-    loaded = load(args)
+    loaded, batch = setup_benchmark(args, f"harness batch_size {args.batch_size}")
     device = loaded.adapter.device
-    shape = loaded.adapter.shape
-    print(machine_info(str(device)))
-    print(
-        f"model: {args.zoo or args.model} (random_init={not args.zoo}) {shape.n_layers} layers, "
-        f"d_model {shape.d_model}, {shape.n_heads} heads, {args.dtype}; {args.prompts} prompts x "
-        f"{args.seq} tokens; harness batch_size {args.batch_size}"
-    )
-    vocab = min(len(loaded.tokenizer), 250)
-    batch = random_batch(args.prompts, args.seq, args.seed, vocab, device)
     ok = True
     for kind in args.sets.split(","):
         sites, positions = SETS[kind]

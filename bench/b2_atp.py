@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import context, load, machine_info, median_time, model_args, random_batch  # noqa: E402
+from _common import context, median_time, model_args, setup_benchmark  # noqa: E402
 
 
 def bare_minimum(hf_model, ctx) -> torch.Tensor:
@@ -55,17 +55,8 @@ def main() -> None:
     from harness.cost import time_forward
     from harness.methods.base import make_method
 
-    loaded = load(args)
+    loaded, batch = setup_benchmark(args, f"sites {args.sites}")
     device = loaded.adapter.device
-    shape = loaded.adapter.shape
-    print(machine_info(str(device)))
-    print(
-        f"model: {args.zoo or args.model} (random_init={not args.zoo}) {shape.n_layers} layers, "
-        f"d_model {shape.d_model}, {shape.n_heads} heads, {args.dtype}; {args.prompts} prompts x "
-        f"{args.seq} tokens; sites {args.sites}"
-    )
-    vocab = min(len(loaded.tokenizer), 250)
-    batch = random_batch(args.prompts, args.seq, args.seed, vocab, device)
     ctx = context(loaded, batch, args.sites.split(","), "all", args.batch_size)
     hf_model = loaded.adapter.bridge.original_model
     atp = make_method({"name": "atp"})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import context, load, machine_info, model_args, random_batch, sync  # noqa: E402
+from _common import context, model_args, setup_benchmark, sync  # noqa: E402
 
 METHODS = {
     "atp": {"name": "atp"},
@@ -44,17 +44,9 @@ def main() -> None:
     from harness.cost import time_forward
     from harness.methods.base import make_method
 
-    loaded = load(args)
+    detail = f"sites {args.sites} (positions=all); ig steps K={args.ig_steps}"
+    loaded, batch = setup_benchmark(args, detail)
     device = loaded.adapter.device
-    shape = loaded.adapter.shape
-    print(machine_info(str(device)))
-    print(
-        f"model: {args.zoo or args.model} (random_init={not args.zoo}) {shape.n_layers} layers, "
-        f"d_model {shape.d_model}, {shape.n_heads} heads, {args.dtype}; {args.prompts} prompts x "
-        f"{args.seq} tokens; sites {args.sites} (positions=all); ig steps K={args.ig_steps}"
-    )
-    vocab = min(len(loaded.tokenizer), 250)
-    batch = random_batch(args.prompts, args.seq, args.seed, vocab, device)
     ctx = context(loaded, batch, args.sites.split(","), "all", args.batch_size)
     n = len(ctx.components)
     t_fwd = time_forward(ctx, warmup=2, repeats=5)

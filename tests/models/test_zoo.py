@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.tasks import load_task, tokenize_pairs, tokenizer_is_toy
+from harness.models import train_zoo
+from harness.tasks import load_task, tokenizer_is_toy
 
 ZOO = Path(__file__).resolve().parents[2] / "harness" / "models" / "zoo"
 MODELS = {
@@ -74,15 +75,7 @@ def test_zoo_model_solves_toy_tasks(slug, task_slug):
     bridge, tokenizer = load_zoo_model(slug)
     assert tokenizer_is_toy(tokenizer), f"{slug}: AutoTokenizer did not give the toy tokenizer"
     task = load_task(task_slug)  # vocab: auto -> toy
-    batch = tokenize_pairs(task.make_pairs(tokenizer, N_EVAL, EVAL_SEED), tokenizer)
-    with torch.no_grad():
-        logits = bridge(batch.clean)
-    top = logits[torch.arange(batch.n), batch.last].argmax(-1)
-    if task_slug == "greater_than":
-        hit = ((batch.answers == top[:, None]) & batch.answer_mask).any(-1)
-    else:
-        hit = top == batch.answers[:, 0]
-    accuracy = hit.float().mean().item()
+    accuracy = train_zoo.accuracy(bridge, task_slug, task, tokenizer, N_EVAL, EVAL_SEED)
     assert accuracy >= MIN_ACCURACY, f"{slug} {task_slug}: {accuracy:.3f} < {MIN_ACCURACY}"
 
 
