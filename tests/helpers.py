@@ -62,3 +62,21 @@ def make_context(
         batch_size=batch_size,
     )
     return ctx, loaded.fingerprint
+
+
+def path_metric(ctx, component, source, base, t: float) -> float:
+    """f_c(t) = L(base | a_c <- a_c + t (source_c - base_c)), only c moving (the path every
+    second-order method and finite-difference check is about)."""
+    from harness.components import hook_of, slice_index
+    from harness.task_metric import per_prompt_metric
+
+    index = (slice(None),) + slice_index(component)
+    name = hook_of(component)
+
+    def hook(act, hook):
+        act = act.clone()
+        act[index] = act[index] + t * (source[name][index] - base[name][index])
+        return act
+
+    logits = ctx.model.run(ctx.base_tokens, [(name, hook)])
+    return per_prompt_metric(logits, ctx.batch, ctx.metric).mean().item()

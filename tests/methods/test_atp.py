@@ -5,26 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.components import hook_of, slice_index
 from harness.methods.base import make_method
 from harness.patching import collect_activations, site_names
-from harness.task_metric import per_prompt_metric
 from tests.conftest import build_tiny_model
-from tests.helpers import make_context, random_batch
-
-
-def patched_metric(ctx, component, source, base, t):
-    """f_c(t) = L(base | a_c <- a_c + t (source_c - a_c)), only c moving."""
-    index = (slice(None),) + slice_index(component)
-    name = hook_of(component)
-
-    def hook(act, hook):
-        act = act.clone()
-        act[index] = act[index] + t * (source[name][index] - base[name][index])
-        return act
-
-    logits = ctx.model.run(ctx.base_tokens, [(name, hook)])
-    return per_prompt_metric(logits, ctx.batch, ctx.metric).mean().item()
+from tests.helpers import make_context, path_metric, random_batch
 
 
 @pytest.mark.parametrize("family", ["gpt2", "neox"])
@@ -50,8 +34,8 @@ def test_atp_equals_finite_difference_derivative(tiny_models, family, direction)
     checked = 0
     for component in picks:
         fd = (
-            patched_metric(ctx, component, source, base, h)
-            - patched_metric(ctx, component, source, base, -h)
+            path_metric(ctx, component, source, base, h)
+            - path_metric(ctx, component, source, base, -h)
         ) / (2 * h)
         estimate = estimates[ctx.components.index(component)].item()
         assert estimate == pytest.approx(fd, rel=1e-4, abs=1e-9), component.id

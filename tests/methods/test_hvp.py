@@ -6,29 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.components import hook_of, slice_index
 from harness.errors import HarnessError
 from harness.methods.base import make_method
 from harness.patching import collect_activations, site_names
-from harness.task_metric import per_prompt_metric
 from tests.conftest import build_tiny_model
-from tests.helpers import make_context, random_batch
+from tests.helpers import make_context, path_metric, random_batch
 
 ALL_SITES = ("head", "attn_out", "mlp_out", "resid_pre")
-
-
-def path_metric(ctx, component, source, base, t: float) -> float:
-    """f_c(t) = L(base | a_c <- a_c + t (source_c - base_c)), only c moving."""
-    index = (slice(None),) + slice_index(component)
-    name = hook_of(component)
-
-    def hook(act, hook):
-        act = act.clone()
-        act[index] = act[index] + t * (source[name][index] - base[name][index])
-        return act
-
-    logits = ctx.model.run(ctx.base_tokens, [(name, hook)])
-    return per_prompt_metric(logits, ctx.batch, ctx.metric).mean().item()
 
 
 @pytest.mark.parametrize(("family", "direction"), [("gpt2", "noising"), ("neox", "denoising")])

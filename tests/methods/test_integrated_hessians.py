@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.components import hook_of, slice_index
 from harness.errors import HarnessError
 from harness.methods.base import make_method
 from harness.methods.integrated_hessians import (
@@ -14,8 +13,7 @@ from harness.methods.integrated_hessians import (
     self_interaction,
 )
 from harness.patching import collect_activations, site_names
-from harness.task_metric import per_prompt_metric
-from tests.helpers import make_context, random_batch
+from tests.helpers import make_context, path_metric, random_batch
 
 
 @pytest.mark.parametrize("steps", [1, 2, 5, 32, MAX_STEPS])
@@ -55,19 +53,6 @@ def test_quadratic_path_is_exact_with_one_step_and_cubic_with_two():
         assert (g + h).item() == pytest.approx(c1 + c2 + cubic, rel=1e-13)
 
 
-def patched_metric(ctx, component, source, base, t):
-    index = (slice(None),) + slice_index(component)
-    name = hook_of(component)
-
-    def hook(act, hook):
-        act = act.clone()
-        act[index] = act[index] + t * (source[name][index] - base[name][index])
-        return act
-
-    logits = ctx.model.run(ctx.base_tokens, [(name, hook)])
-    return per_prompt_metric(logits, ctx.batch, ctx.metric).mean().item()
-
-
 def test_method_equals_the_formula_from_finite_difference_derivatives(tiny_gpt2):
     ctx, _ = make_context(tiny_gpt2, random_batch(3, 6, seed=21), sites=("head", "mlp_out"))
     ctx.components = [c for c in ctx.components if c.head in (-1, 1)][1:4]
@@ -80,7 +65,7 @@ def test_method_equals_the_formula_from_finite_difference_derivatives(tiny_gpt2)
     h = 1e-3
     for index, component in enumerate(ctx.components):
         f = [
-            [patched_metric(ctx, component, source, base, u + j * h) for j in (-1, 0, 1)]
+            [path_metric(ctx, component, source, base, u + j * h) for j in (-1, 0, 1)]
             for u in nodes.tolist()
         ]
         first = torch.tensor([(fp - fm) / (2 * h) for fm, _, fp in f], dtype=torch.float64)
