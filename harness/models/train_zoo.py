@@ -122,10 +122,18 @@ def toy_tasks() -> dict[str, Task]:
     return {slug: load_task(slug, vocab="toy") for slug in TASK_SLUGS}
 
 
-def _train_tasks() -> dict[str, list[Task]]:
+INDUCTION_SLOTS: dict[str, int] = {"toy-qwen2": 3}
+"""Induction's share of each training batch, in task slots (default 1). With one slot of four,
+toy-gpt2 and toy-qwen2 formed no induction heads in 2,500 steps (14% and 30% held-out; the other
+three families reach 100%). With three slots of six toy-qwen2 reaches 100%; toy-gpt2 only 54%,
+so it keeps the shared recipe and its induction gap (tests/models/test_zoo.py)."""
+
+
+def _train_tasks(induction_slots: int = 1) -> dict[str, list[Task]]:
     """Task variants the models are trained on (both IOI orders and Greater-Than forms,
-    induction sequences of 4..16 tokens)."""
-    return {
+    induction sequences of 4..16 tokens); ``induction_slots - 1`` extra induction slots
+    (``induction2``, ...) follow the four tasks."""
+    variants = {
         "ioi": [load_task("ioi", vocab="toy")],
         "induction": [
             load_task("induction", vocab="toy", seq_len=L, query_len=L - 1) for L in range(4, 17)
@@ -135,6 +143,9 @@ def _train_tasks() -> dict[str, list[Task]]:
         ],
         "factual_recall": [load_task("factual_recall", vocab="toy")],
     }
+    for k in range(2, induction_slots + 1):
+        variants[f"induction{k}"] = variants["induction"]
+    return variants
 
 
 def _examples(
@@ -150,7 +161,7 @@ def _examples(
     out = []
     for ids, pair in zip(prompts, pairs, strict=True):
         answers = [vocab[str(a).strip()] for a in pair.answers]
-        if task_slug == "induction":  # clean = [bos, R, R[:-1]]; answer R[-1]
+        if task_slug.startswith("induction"):  # clean = [bos, R, R[:-1]]; answer R[-1]
             full = [*ids, answers[0]]
             L = (len(full) - 1) // 2
             targets = [(p, full[p + 1]) for p in range(L + 1, 2 * L)]
@@ -257,7 +268,7 @@ def train_one(
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    variants = _train_tasks()
+    variants = _train_tasks(INDUCTION_SLOTS.get(slug, 1))
     start = time.perf_counter()
     for step in range(cfg.steps):
         tokens, targets = training_batch(tokenizer, variants, step, cfg)

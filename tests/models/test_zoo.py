@@ -27,12 +27,11 @@ N_EVAL = 200
 EVAL_SEED = 1  # training prompts use seeds >= 10_000_000 (harness.models.train_zoo)
 MIN_ACCURACY = 0.95
 KNOWN_GAPS = {
-    # Trained on induction like the others, these two did not form induction heads in 2,500
-    # steps (held-out accuracy 14% and 30%; toy-pythia, toy-llama and toy-gemma2 reach 100%).
-    # toy-gpt2 stayed at 9% after 3,000 of 6,000 steps in a longer run. Strict: a retrained
-    # model that solves induction makes its entry fail, and the entry must go.
+    # Trained on induction like the others, toy-gpt2 formed no induction heads: 14% held-out
+    # with the shared recipe (9% after 3,000 of 6,000 steps in a longer run, 54% with three
+    # induction slots per batch). Strict: a retrained toy-gpt2 that solves induction makes this
+    # entry fail, and the entry must go.
     ("toy-gpt2", "induction"): "toy-gpt2 has no induction heads (14% held-out accuracy)",
-    ("toy-qwen2", "induction"): "toy-qwen2 has no induction heads (30% held-out accuracy)",
 }
 
 
