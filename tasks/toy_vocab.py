@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.taskdefs.ioi.data import OBJECTS as IOI_OBJECTS
+from harness.taskdefs.ioi.data import PLACES as IOI_PLACES
+
 TOY_MARKER = "<toy>"
 """A vocabulary entry only the zoo tokenizer has; it never appears in a prompt."""
 
@@ -25,12 +28,7 @@ NAMES: tuple[str, ...] = (
     "David", "Lucy", "Mark", "Laura", "Peter", "Rose", "Sam", "Jack", "Lisa", "Henry", "Clara",
     "Oscar", "Nina",
 )  # fmt: skip
-PLACES: tuple[str, ...] = (
-    "store", "garden", "restaurant", "school", "hospital", "office", "house", "station",
-)  # fmt: skip
-OBJECTS: tuple[str, ...] = (
-    "ring", "kiss", "bone", "basketball", "computer", "necklace", "drink", "snack",
-)  # fmt: skip
+PLACES, OBJECTS = IOI_PLACES, IOI_OBJECTS  # the natural IOI lists are all single toy words
 IOI_TEMPLATES: tuple[str, ...] = (
     "Then , [B] and [A] went to the [PLACE] . [B] gave a [OBJECT] to [A]",
     "After [B] and [A] went to the [PLACE] , [B] gave a [OBJECT] to [A]",
