@@ -10,8 +10,8 @@ the true effect L(patched) - L(unpatched) (noising: clean run, corrupt values pa
 Source: the Screen-Flag-Fix protocol of this harness's study (../shared/NOTES.md); which fix is
 cheaper at equal accuracy is what the harness measures.
 Default score ``delta_norm``: it costs nothing beyond AtP, and on the zoo's 20 (model, task)
-pairs it ranked AtP's unreliable components with AUROC 0.80 against 0.55 for
-``grad_disagreement`` (``curvature_ratio``: 0.88, at the price of an HVP pass over every
+pairs it ranked AtP's unreliable components with AUROC 0.77 against 0.57 for
+``grad_disagreement`` (``curvature_ratio``: 0.86, at the price of an HVP pass over every
 component, as much as the ``hvp`` method itself); results/README.md.
 Cost: AtP (2 forwards, 1 backward) + the score (``delta_norm``: none; ``grad_disagreement``: one
 forward and backward on the source run; ``curvature_ratio``: one batched forward/backward/HVP over
