@@ -147,8 +147,9 @@ solve induction (held-out accuracy on 500 prompts, other tasks at 100% throughou
   give 100%.
 - toy-gpt2 (learned absolute positions) with tied embeddings reached 14% with the shared
   recipe, 54% with three slots, 89% with three slots after 800 induction-only steps (3,000
-  steps in all) and 96% with three slots for 5,000 steps. Untied embeddings (:func:`model_config`) alone give 20%; untied with three slots and
-  800 induction-only steps give 100% (93% at step 1,000, 100% from step 1,500).
+  steps in all) and 96% with three slots for 5,000 steps. Untied embeddings
+  (:func:`model_config`) alone give 20%; untied with three slots and 800 induction-only steps
+  give 100% (93% at step 1,000, 100% from step 1,500).
 """
 
 
