@@ -153,6 +153,11 @@ solve induction (held-out accuracy on 500 prompts, other tasks at 100% throughou
 """
 
 
+def _induction_slot(k: int) -> str:
+    """Name of the k-th induction slot of a batch (1-based): ``induction``, ``induction2``, ..."""
+    return "induction" if k == 1 else f"induction{k}"
+
+
 def _train_tasks(induction_slots: int = 1) -> dict[str, list[Task]]:
     """Task variants the models are trained on (both IOI orders and Greater-Than forms,
     induction sequences of 4..16 tokens); ``induction_slots - 1`` extra induction slots
@@ -168,7 +173,7 @@ def _train_tasks(induction_slots: int = 1) -> dict[str, list[Task]]:
         "factual_recall": [load_task("factual_recall", vocab="toy")],
     }
     for k in range(2, induction_slots + 1):
-        variants[f"induction{k}"] = variants["induction"]
+        variants[_induction_slot(k)] = variants["induction"]
     return variants
 
 
@@ -295,8 +300,7 @@ def train_one(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     variants = _train_tasks(recipe.induction_slots)
     induction_only = {
-        f"induction{k}" if k > 1 else "induction": variants["induction"]
-        for k in range(1, len(TASK_SLUGS) + 1)
+        _induction_slot(k): variants["induction"] for k in range(1, len(TASK_SLUGS) + 1)
     }
     start = time.perf_counter()
     for step in range(cfg.steps):
