@@ -12,7 +12,7 @@ Every method estimates that effect, with the same sign, for every component.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -90,26 +90,8 @@ class AttributionContext:
 
     def subset(self, rows: slice) -> AttributionContext:
         """The same context over the prompts ``rows`` only (counting into the same cost)."""
-        return AttributionContext(
-            model=self.model,
-            batch=self.batch.select(rows),
-            components=self.components,
-            metric=self.metric,
-            direction=self.direction,
-            batch_size=self.batch_size,
-            cost=self.cost,
-            progress=self.progress,
-        )
+        return replace(self, batch=self.batch.select(rows))
 
     def with_cost(self, cost: CostCounter) -> AttributionContext:
         """The same context counting into another cost counter."""
-        return AttributionContext(
-            model=self.model,
-            batch=self.batch,
-            components=self.components,
-            metric=self.metric,
-            direction=self.direction,
-            batch_size=self.batch_size,
-            cost=cost,
-            progress=self.progress,
-        )
+        return replace(self, cost=cost)
