@@ -1,4 +1,4 @@
-"""Test helpers: contexts over tiny models with random prompt pairs."""
+"""Test helpers: contexts over tiny models with random prompt pairs, CLI arguments."""
 
 from __future__ import annotations
 
@@ -80,3 +80,14 @@ def path_metric(ctx, component, source, base, t: float) -> float:
 
     logits = ctx.model.run(ctx.base_tokens, [(name, hook)])
     return per_prompt_metric(logits, ctx.batch, ctx.metric).mean().item()
+
+
+def local_run_args(model: Path, pairs: Path, results: Path) -> list[str]:
+    """CLI overrides of a run on a local model folder and a prompts file, writing to ``results``."""
+    return [
+        "model=local",
+        f"model.path={model}",
+        "task=prompts",
+        f"task.path={pairs}",
+        f"results_dir={results}",
+    ]

@@ -14,6 +14,7 @@ import pytest
 
 from harness import report, tracking
 from harness.run import main as run_main
+from tests.helpers import local_run_args
 from tests.test_report import write_pairs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,13 +75,9 @@ def test_user_method_is_scored_tracked_and_reported(user_dir, tmp_path, tiny_gpt
     run_cli(
         [
             "-m",
-            "model=local",
-            f"model.path={tiny_gpt2}",
-            "task=prompts",
-            f"task.path={pairs}",
+            *local_run_args(tiny_gpt2, pairs, results),
             "method=atp,clipped_atp",
             f"hydra.searchpath=[file://{user_dir / 'conf'}]",
-            f"results_dir={results}",
             f"hydra.sweep.dir={results / 'sweep'}",
             "logger=wandb",
         ],

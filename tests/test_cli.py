@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.run import main
+from tests.helpers import local_run_args
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
@@ -40,14 +41,7 @@ def pairs_file(tmp_path) -> Path:
 
 
 def local_args(folder: Path, pairs: Path, tmp_path: Path) -> list[str]:
-    return [
-        "model=local",
-        f"model.path={folder}",
-        "task=prompts",
-        f"task.path={pairs}",
-        f"results_dir={tmp_path / 'results'}",
-        "diagnostics=false",
-    ]
+    return [*local_run_args(folder, pairs, tmp_path / "results"), "diagnostics=false"]
 
 
 def test_good_run_prints_table_and_writes_record(tiny_gpt2, pairs_file, tmp_path, capsys):

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.helpers import local_run_args
 from tests.test_cli import local_args, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -512,11 +513,7 @@ def _prompts_file(path: Path, n: int, length: int = 28) -> Path:
 
 def _peak_rss_mb(tiny_gpt2: Path, pairs: Path, results: Path) -> tuple[float, dict]:
     args = [
-        "model=local",
-        f"model.path={tiny_gpt2}",
-        "task=prompts",
-        f"task.path={pairs}",
-        f"results_dir={results}",
+        *local_run_args(tiny_gpt2, pairs, results),
         "method=atp",
         "diagnostics=false",
         "circuits=false",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness import tracking
+from tests.helpers import local_run_args
 from tests.test_report import REPO, run_harness, write_pairs
 
 
@@ -20,11 +21,7 @@ def sweep_args(tmp_path: Path, model: Path) -> list[str]:
     pairs = write_pairs(tmp_path / "pairs.jsonl", n=3)
     return [
         "-m",
-        "model=local",
-        f"model.path={model}",
-        "task=prompts",
-        f"task.path={pairs}",
-        f"results_dir={tmp_path / 'results'}",
+        *local_run_args(model, pairs, tmp_path / "results"),
         f"hydra.sweep.dir={tmp_path / 'results' / 'multirun' / 'sweep'}",
         "diagnostics=false",
     ]

@@ -13,6 +13,7 @@ import pytest
 
 from harness import tracking
 from harness.run import main as run_main
+from tests.helpers import local_run_args
 from tests.test_report import write_pairs
 
 WANDB = {"name": "wandb", "project": "harness-tests", "mode": "offline", "tags": ["test"]}
@@ -34,11 +35,7 @@ def cli_run(tmp_path_factory, tiny_gpt2) -> Path:
     pairs = write_pairs(root / "pairs.jsonl", n=4)
     results = root / "results"
     args = [
-        "model=local",
-        f"model.path={tiny_gpt2}",
-        "task=prompts",
-        f"task.path={pairs}",
-        f"results_dir={results}",
+        *local_run_args(tiny_gpt2, pairs, results),
         "logger=wandb",
         "logger.project=harness-tests",
     ]
