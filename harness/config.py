@@ -4,15 +4,83 @@
 ``model_schema``, so a misspelt key or a value of the wrong type is a validation error, not a
 silent default. Task and method options are checked by their classes (``Task``/``Method``
 declare their accepted options).
+
+Numeric ranges are declared here once, as :class:`Range` metadata on the schema's fields
+(:func:`bounded`), and checked by one validator, :func:`check_ranges`; methods declare the
+ranges of their numeric options in ``Method.ranges`` and go through the same
+:meth:`Range.check`. Every violation is a one-line error naming the key, the value and the
+accepted range.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+from harness.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class Range:
+    """The accepted values of a numeric option: ``lo``..``hi`` (None: unbounded), each end
+    closed unless ``lo_open``/``hi_open``; ``integer`` asks for an int. NaN and infinities are
+    never accepted (booleans are not numbers here)."""
+
+    lo: float | None = None
+    hi: float | None = None
+    integer: bool = False
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def describe(self) -> str:
+        """The accepted range in words, e.g. 'a positive integer' or 'a number in (0, 1]'."""
+        if self.integer:
+            if self.hi is None:
+                return f"an integer >= {self.lo}"
+            return f"an integer from {self.lo} to {self.hi}"
+        if self.lo is None and self.hi is None:
+            return "a finite number"
+        left = "(" if self.lo_open or self.lo is None else "["
+        right = ")" if self.hi_open or self.hi is None else "]"
+        lo = "-inf" if self.lo is None else f"{self.lo:g}"
+        hi = "inf" if self.hi is None else f"{self.hi:g}"
+        return f"in {left}{lo}, {hi}{right}"
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.integer and not isinstance(value, int):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+
+    def check(self, key: str, value: Any) -> None:
+        """Raise a one-line :class:`HarnessError` unless ``value`` is in the range."""
+        if not self.accepts(value):
+            raise HarnessError(f"{key} must be {self.describe()}, got {value!r}")
+
+
+POSITIVE_INT = Range(lo=1, integer=True)
+FRACTION = Range(lo=0, hi=1)
+
+
+def bounded(default: Any, rng: Range, optional: bool = False) -> Any:
+    """A dataclass field with ``default`` whose value must lie in ``rng`` (None too when
+    ``optional``); for a dict-valued field every value is checked."""
+    metadata = {"range": rng, "optional": optional}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -36,14 +104,14 @@ class ComponentsConfig:
 
 @dataclass
 class FlagConfig:
-    fraction: float = 0.2
-    thresholds: dict[str, Optional[float]] = field(default_factory=dict)  # noqa: UP045
+    fraction: float = bounded(0.2, Range(lo=0, hi=1, lo_open=True))
+    thresholds: dict[str, Optional[float]] = bounded({}, Range(), optional=True)  # noqa: UP045
 
 
 @dataclass
 class UnreliableConfig:
-    abs: float = 0.05
-    rel: float = 0.25
+    abs: float = bounded(0.05, Range(lo=0))
+    rel: float = bounded(0.25, Range(lo=0))
 
 
 @dataclass
@@ -52,15 +120,15 @@ class RunConfig:
     task: Any = MISSING
     method: Any = MISSING
     logger: Any = MISSING
-    seed: int = 0
-    n_prompts: Optional[int] = None  # noqa: UP045
-    batch_size: int = 64
+    seed: int = bounded(0, Range(lo=0, hi=2**32 - 1, integer=True))  # numpy's seed range
+    n_prompts: Optional[int] = bounded(None, POSITIVE_INT, optional=True)  # noqa: UP045
+    batch_size: int = bounded(64, POSITIVE_INT)
     device: Optional[str] = None  # noqa: UP045
     dtype: Optional[str] = None  # noqa: UP045
     metric: str = "logit_diff"
     direction: str = "noising"
     components: ComponentsConfig = field(default_factory=ComponentsConfig)
-    topk: int = 10
+    topk: int = bounded(10, POSITIVE_INT)
     diagnostics: bool = True
     circuits: bool = True
     reliability: list[str] = field(default_factory=list)
@@ -70,6 +138,80 @@ class RunConfig:
     resume: bool = True
     results_dir: str = "results"
     cache_dir: Optional[str] = None  # noqa: UP045
+
+
+def check_ranges(cfg: Mapping[str, Any], schema: type = RunConfig, prefix: str = "") -> None:
+    """Check every field of ``cfg`` that ``schema`` declares with a :class:`Range` (recursing
+    into nested schemas); the first violation is a one-line :class:`HarnessError`."""
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        if f.name not in cfg:
+            continue
+        value, key = cfg[f.name], f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]) and isinstance(value, Mapping):
+            check_ranges(value, hints[f.name], f"{key}.")
+        rng = f.metadata.get("range")
+        if rng is None:
+            continue
+        items = value.items() if isinstance(value, Mapping) else [(None, value)]
+        for sub, item in items:
+            if item is None and f.metadata.get("optional"):
+                continue
+            rng.check(key if sub is None else f"{key}.{sub}", item)
+
+
+def unknown_keys(cfg: Mapping[str, Any], schema: type = RunConfig, prefix: str = "") -> list[str]:
+    """Dotted keys of ``cfg`` that ``schema`` does not declare (recursing into nested schemas);
+    Hydra's ``+key=value`` adds such keys even to a structured config."""
+    hints = typing.get_type_hints(schema)
+    names = {f.name for f in dataclasses.fields(schema)}
+    found = []
+    for key in cfg:
+        if key == "hydra" and not prefix:
+            continue
+        if key not in names:
+            found.append(f"{prefix}{key}")
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(cfg[key], Mapping):
+            found += unknown_keys(cfg[key], hints[key], f"{prefix}{key}.")
+    return found
+
+
+PATH_KEYS = ("results_dir", "cache_dir", "model.path", "task.path", "logger.dir")
+"""Config values that name files or folders."""
+NAME_KEYS = ("model.name", "task.name", "method.name")
+"""Slugs that become part of every job's folder name."""
+NAME_MAX = 255  # bytes in one file or folder name on Linux, macOS and Windows file systems
+MAX_SLUG = 64
+
+
+def check_names(cfg: Mapping[str, Any]) -> None:
+    """One-line :class:`HarnessError` for a path with a file or folder name longer than the
+    file system accepts, or a model/task/method name too long for the job folder's name."""
+    from pathlib import PurePath
+
+    def dig(dotted: str) -> Any:
+        node: Any = cfg
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        return node
+
+    for key in PATH_KEYS:
+        value = dig(key)
+        if not isinstance(value, str):
+            continue
+        for part in PurePath(value).parts:
+            if len(part.encode()) > NAME_MAX:
+                raise HarnessError(
+                    f"{key} has a name of {len(part.encode())} bytes ({part[:24]}...); "
+                    f"accepted: at most {NAME_MAX} bytes per file or folder name"
+                )
+    for key in NAME_KEYS:
+        value = dig(key)
+        if isinstance(value, str) and len(value) > MAX_SLUG:
+            raise HarnessError(
+                f"{key} is {len(value)} characters long ({value[:24]}...); accepted: at most "
+                f"{MAX_SLUG} (it is part of every job's folder name)"
+            )
 
 
 def register_schemas() -> None:

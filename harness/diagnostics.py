@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from harness.components import reduce_per_component
+from harness.config import FlagConfig, check_ranges
 from harness.context import AttributionContext
 from harness.errors import HarnessError
 from harness.evaluation import average_precision, roc_auc
@@ -144,11 +145,12 @@ def flag_quality(flags: np.ndarray, score: np.ndarray, labels: np.ndarray) -> di
 
 
 def bound_quality(lo: np.ndarray, hi: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Coverage (fraction of truths inside [lo, hi]) and width (mean width / mean |truth|)."""
+    """Coverage (fraction of truths inside [lo, hi]) and width (mean width / mean |truth|);
+    both NaN (undefined, not perfect) when every truth is 0 or there are none."""
     inside = (truth >= lo - 1e-12) & (truth <= hi + 1e-12)
-    scale = float(np.mean(np.abs(truth)))
+    scale = float(np.mean(np.abs(truth))) if truth.size else 0.0
     return {
-        "coverage": float(np.mean(inside)) if truth.size else math.nan,
+        "coverage": float(np.mean(inside)) if scale > 0 else math.nan,
         "width": float(np.mean(hi - lo)) / scale if scale > 0 else math.nan,
     }
 
@@ -158,9 +160,7 @@ def check_reliability_config(cfg: Mapping[str, Any]) -> None:
     for name in cfg.get("scores", []):
         if name not in SCORES:
             raise HarnessError(unknown_choice("reliability score", name, list(SCORES)))
-    fraction = cfg.get("flag_fraction", 0.2)
-    if not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-        raise HarnessError(f"flag.fraction must be in (0, 1], got {fraction!r}")
+    check_ranges({"fraction": cfg.get("flag_fraction", 0.2)}, FlagConfig, "flag.")
 
 
 def run_diagnostics(

@@ -15,6 +15,10 @@ def score_estimates(estimates: np.ndarray, truth: np.ndarray, topk: int = 10) ->
     ``kendall`` rank correlations; ``sign_agreement`` (fraction of components whose estimate
     has the sign of the truth, zeros agreeing only with zeros); ``topk_recall`` = fraction of the
     k components of largest |truth| that are among the k of largest |estimate|.
+
+    A score the truth cannot define is NaN (written as null), never a perfect score: the rank
+    correlations and top-k recall when every |truth| is equal (no ranking to recover), sign
+    agreement when every truth is 0 (no sign to agree with), everything over no components.
     """
     estimates = np.asarray(estimates, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
@@ -29,11 +33,17 @@ def score_estimates(estimates: np.ndarray, truth: np.ndarray, topk: int = 10) ->
         "spearman": _correlation(stats.spearmanr, estimates, truth),
         "kendall": _correlation(stats.kendalltau, estimates, truth),
         "sign_agreement": float(np.mean(np.sign(estimates) == np.sign(truth)))
-        if truth.size
+        if np.any(truth != 0)
         else math.nan,
-        "topk_recall": topk_recall(estimates, truth, k) if k else math.nan,
+        "topk_recall": topk_recall(estimates, truth, k) if k and has_ranking(truth) else math.nan,
     }
     return out
+
+
+def has_ranking(truth: np.ndarray) -> bool:
+    """True when the magnitudes |truth| [n] are not all equal (there is an order to recover)."""
+    magnitude = np.abs(np.asarray(truth, dtype=np.float64))
+    return bool(magnitude.size) and bool(np.any(magnitude != magnitude[0]))
 
 
 def topk_recall(estimates: np.ndarray, truth: np.ndarray, k: int) -> float:

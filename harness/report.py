@@ -51,6 +51,17 @@ TABLE_COLUMNS = (
     ("n_backward", "backward", "{:.0f}"),
     ("n_hvp", "HVP", "{:.0f}"),
 )
+# Summary fields the tables and figures compute with: a run whose field has another type is
+# skipped with a warning (a hand-edited or foreign summary.json), not a traceback.
+NUMBER_FIELDS = tuple(k for k, _, _ in TABLE_COLUMNS) + (
+    "rmse",
+    "max_abs_error",
+    "kendall",
+    "sign_agreement",
+    "forward_s",
+    "seed",
+)
+TEXT_FIELDS = ID_COLUMNS + ("metric", "direction", "dtype", "positions")
 SKIP_DIRS = {"report", "wandb", "cache", "index", ".hydra", ".submitit", "__pycache__"}
 FIGURES = ("estimate_vs_truth", "error_vs_cost", "error_by_layer_site", "reliability_pr")
 
@@ -95,11 +106,57 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     missing = [key for key in ID_COLUMNS if key not in summary]
     if missing:
         raise ValueError(f"summary.json lacks {', '.join(missing)}")
+    check_field_types(summary)
     try:
         estimates = pd.read_parquet(estimates_path)
     except Exception as err:  # pyarrow raises several types on a bad file
         raise ValueError(f"unreadable estimates.parquet ({type(err).__name__})") from None
     return summary, estimates
+
+
+def check_field_types(summary: dict[str, Any]) -> None:
+    """``ValueError`` naming the first field of :data:`NUMBER_FIELDS` that is not a number or
+    null, or of :data:`TEXT_FIELDS` that is not a string."""
+    for key in NUMBER_FIELDS:
+        value = summary.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(
+                f"summary.json field {key!r} is {type(value).__name__} {value!r}, "
+                "expected a number or null"
+            )
+    for key in TEXT_FIELDS:
+        value = summary.get(key)
+        if key in summary and not isinstance(value, str):
+            raise ValueError(
+                f"summary.json field {key!r} is {type(value).__name__} {value!r}, expected a string"
+            )
+
+
+def check_formats(formats: Sequence[str]) -> None:
+    """One-line ``ValueError`` for a figure format matplotlib cannot write (naming those it can)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from harness.registry import unknown_choice
+
+    supported = sorted(FigureCanvasBase.get_supported_filetypes())
+    if not formats:
+        raise ValueError(f"--formats names no format; accepted: {', '.join(supported)}")
+    for fmt in formats:
+        if fmt not in supported:
+            raise ValueError(unknown_choice("figure format", fmt, supported))
+
+
+def check_out_dir(out: Path) -> None:
+    """One-line ``ValueError`` unless ``out`` is (or can be made) a writable folder."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(
+            f"report folder {str(out)!r} is not a writable folder ({err.strerror})"
+        ) from None
 
 
 def find_run_dirs(root: Path) -> list[Path]:
@@ -341,11 +398,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"error: {str(args.dir)!r} is not a directory", file=sys.stderr)
         sys.exit(2)
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    collected = write_report(args.dir, args.out, formats)
+    out = args.out or args.dir / "report"
+    try:
+        check_formats(formats)
+        check_out_dir(out)
+        collected = write_report(args.dir, out, formats)
+    except (ValueError, OSError) as err:
+        message = str(err) if isinstance(err, ValueError) else f"cannot write {out}: {err.strerror}"
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
     if collected.results.empty:
         print(f"error: no complete run below {str(args.dir)!r}", file=sys.stderr)
         sys.exit(2)
-    out = args.out or args.dir / "report"
     print(
         f"{len(collected.results)} runs ({len(collected.skipped)} skipped) -> {out}: "
         "results.parquet, tables.md, tables.tex, figures/"

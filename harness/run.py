@@ -59,13 +59,6 @@ def git_commit() -> str:
         return "unknown"
 
 
-def check_positive_int(name: str, value: Any, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise HarnessError(f"{name} must be a positive integer, got {value!r}")
-
-
 def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
     """Run one (model, task, method) job described by the composed config ``cfg``.
 
@@ -74,6 +67,7 @@ def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
 
     from harness.circuits import circuit_recovery
     from harness.components import check_components, enumerate_components
+    from harness.config import check_names, check_ranges
     from harness.context import AttributionContext, CostCounter, check_direction
     from harness.cost import peak_mem_mb, reset_peak_memory, time_forward
     from harness.diagnostics import cached_diagnostics, check_reliability_config
@@ -84,6 +78,7 @@ def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
     from harness.storage import atomic_write_json, atomic_write_parquet
     from harness.task_metric import check_metric
     from harness.tasks import make_task, tokenize_pairs
+    from harness.tracking import check_logger_config
 
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
@@ -91,11 +86,9 @@ def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
     check_components(list(cfg.components.sites), str(cfg.components.positions))
     check_metric(cfg.metric)
     check_direction(cfg.direction)
-    check_positive_int("n_prompts", cfg.n_prompts, allow_none=True)
-    check_positive_int("batch_size", cfg.batch_size)
-    check_positive_int("topk", cfg.topk)
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
-        raise HarnessError(f"seed must be an integer, got {cfg.seed!r}")
+    check_ranges(container)
+    check_names(container)
+    check_logger_config(container.get("logger"))
     check_reliability_config({"scores": cfg.reliability, "flag_fraction": cfg.flag.fraction})
     method = make_method(container["method"])
     task = make_task(container["task"])
@@ -256,13 +249,26 @@ def format_summary(record: RunRecord, top: int = 5) -> str:
         f"{s['method']} vs activation patching | model={s['model']} task={s['task']} "
         f"metric={s['metric']} direction={s['direction']} dtype={s['dtype']}",
         f"  {s['n_components']} components x {s['n_prompts']} prompts; "
-        f"clean metric {s['clean_metric']:.4f}, corrupt metric {s['corrupt_metric']:.4f}",
+        f"clean metric {_num(s['clean_metric'], '.4f')}, "
+        f"corrupt metric {_num(s['corrupt_metric'], '.4f')}",
         "",
         f"  {'mae':>9} {'rmse':>9} {'max_err':>9} {'rel_err':>9} {'spearman':>9} "
         f"{'kendall':>9} {'sign_agr':>9} {topk_label:>9} {'wall_s':>8}",
-        f"  {s['mae']:9.4f} {s['rmse']:9.4f} {s['max_abs_error']:9.4f} {s['rel_error']:9.4f} "
-        f"{s['spearman']:9.4f} {s['kendall']:9.4f} {s['sign_agreement']:9.4f} "
-        f"{s['topk_recall']:9.4f} {s['wall_s']:8.3f}",
+        "  "
+        + " ".join(
+            _num(s.get(key), "9.4f")
+            for key in (
+                "mae",
+                "rmse",
+                "max_abs_error",
+                "rel_error",
+                "spearman",
+                "kendall",
+                "sign_agreement",
+                "topk_recall",
+            )
+        )
+        + f" {_num(s['wall_s'], '8.3f')}",
         "",
         f"  largest true effects ({s['method']} estimate beside):",
     ]
@@ -276,6 +282,15 @@ def format_summary(record: RunRecord, top: int = 5) -> str:
         )
     lines.append(f"  written to {record.out_dir}")
     return "\n".join(lines)
+
+
+def _num(value: Any, spec: str) -> str:
+    """``value`` formatted with ``spec``; an undefined score (None or NaN) as 'n/a', padded to
+    the width of ``spec``."""
+    width = int(re.match(r"\d*", spec).group() or 0)
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a".rjust(width)
+    return format(value, spec)
 
 
 SEMANTIC_EXCLUDE = ("progress", "results_dir", "cache_dir", "logger", "resume")
@@ -375,8 +390,8 @@ def _task_function(cfg: Any) -> None:
     if job["multirun"]:
         s = record.summary
         print(
-            f"[job {job['num']}] {label}: spearman {s['spearman']:.3f} mae {s['mae']:.4g} "
-            f"wall {s['wall_s']:.2f}s -> {out_dir}"
+            f"[job {job['num']}] {label}: spearman {_num(s['spearman'], '.3f')} "
+            f"mae {_num(s['mae'], '.4g')} wall {s['wall_s']:.2f}s -> {out_dir}"
         )
     else:
         print(format_summary(record))
@@ -418,25 +433,70 @@ def check_group_choices(argv: list[str]) -> None:
 
 
 def check_composes(argv: list[str]) -> None:
-    """Compose the config of a single run before Hydra does, so a misspelt key or a value of
-    the wrong type is one line instead of Hydra's multi-line report."""
+    """Compose the config before Hydra does, so a misspelt key (also one added with ``+``), a
+    value of the wrong type or out of range, or a broken ``${...}`` interpolation is one line
+    instead of Hydra's multi-line report or a traceback after the job started.
+
+    In a multirun (``-m``) the first value of every sweep axis is composed together, and each
+    other value of an axis with the first values of the rest (one job per listed value, not the
+    whole grid)."""
     if any(
-        a in ("-m", "--multirun", "--help", "-h", "--hydra-help", "--info", "-i")
+        a in ("--help", "-h", "--hydra-help", "--info", "-i")
         or a.startswith(("--cfg", "-c", "--resolve", "--package", "-p", "--config", "--exp"))
         for a in argv
     ):
         return
-    from hydra import compose, initialize_config_module
-
     overrides = [
         a
         for a in argv
         if not a.startswith("-")
         and (not a.startswith("hydra") or a.lstrip("+~").startswith("hydra.searchpath="))
     ]
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    for combination in sweep_samples(overrides) if multirun else [overrides]:
+        _check_one_composition(combination)
+
+
+def sweep_samples(overrides: list[str]) -> list[list[str]]:
+    """Override lists that cover every value of every sweep axis of a multirun (``a=1,2``,
+    ``range(...)``, ``choice(...)``): the first values together, then each further value of one
+    axis with the first values of the others. Overrides Hydra cannot parse are returned as is
+    (composing them gives Hydra's own error, turned into one line)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # noqa: BLE001 - composing reports the parse error in one line
+        return [overrides]
+    axes: list[list[str]] = []
+    for override in parsed:
+        key = override.get_key_element()
+        if override.is_sweep_override() and override.is_discrete_sweep():
+            values = [f"{key}={value}" for value in override.sweep_string_iterator()]
+            axes.append(values or [override.input_line])
+        else:
+            axes.append([override.input_line])
+    first = [axis[0] for axis in axes]
+    samples = [first]
+    for i, axis in enumerate(axes):
+        samples += [[*first[:i], value, *first[i + 1 :]] for value in axis[1:]]
+    return samples
+
+
+def _check_one_composition(overrides: list[str]) -> None:
+    """Compose, resolve and range-check the config of one job's overrides (one-line errors)."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from harness.config import check_names, check_ranges, unknown_keys
+    from harness.methods.base import make_method
+    from harness.tasks import make_task
+    from harness.tracking import check_logger_config
+
     try:
         with initialize_config_module(config_module="harness.conf", version_base="1.3"):
-            compose("config", overrides=overrides)
+            cfg = compose("config", overrides=overrides)
+        container = OmegaConf.to_container(cfg, resolve=True)
     except Exception as err:  # noqa: BLE001 - every composition error becomes one line
         text = str(err.__cause__) if str(err).startswith("Error merging override") else str(err)
         lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -448,6 +508,15 @@ def check_composes(argv: list[str]) -> None:
         )
         first = lines[0] if lines else type(err).__name__
         raise HarnessError(f"{key}: {first}" if key else first) from None
+    assert isinstance(container, dict)
+    extra = unknown_keys(container)
+    if extra:
+        raise HarnessError(_unknown_key(extra[0]))
+    check_ranges(container)
+    check_names(container)
+    check_logger_config(container.get("logger"))
+    make_method(container["method"])  # option names, types and ranges, before any job runs
+    make_task(container["task"])
 
 
 def _unknown_key(dotted: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -36,8 +37,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def json_safe(payload: Any) -> Any:
+    """``payload`` with every NaN or infinite float replaced by None (JSON ``null``: an
+    undefined score), so the file is strict JSON that any reader accepts."""
+    if isinstance(payload, float):
+        return payload if math.isfinite(payload) else None
+    if isinstance(payload, dict):
+        return {key: json_safe(value) for key, value in payload.items()}
+    if isinstance(payload, list | tuple):
+        return [json_safe(value) for value in payload]
+    return payload
+
+
 def atomic_write_json(path: Path, payload: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+    """Write ``payload`` as strict JSON (non-finite floats as null), atomically."""
+    text = json.dumps(json_safe(payload), indent=2, sort_keys=True, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
@@ -55,6 +70,7 @@ def content_hash(payload: Any) -> str:
 
 def write_hashed_json(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` with its content hash, so a corrupted file is detected on read."""
+    payload = json_safe(payload)  # hashed as it is stored (NaN -> null)
     atomic_write_json(path, {"sha256": content_hash(payload), "payload": payload})
 
 

@@ -278,10 +278,11 @@ def tokenize_pairs(
     answers: list[list[int]] = []
     wrongs: list[list[int]] = []
     cache: dict[str, list[int]] = {}  # answer string -> its token ids
+    unk = unknown_token_id(tokenizer)
     for i, pair in enumerate(pairs):
         src = pair.source or f"pair {i}"
-        clean = _prompt_ids(pair.clean, tokenizer, vocab_size, src, "clean")
-        corrupt = _prompt_ids(pair.corrupt, tokenizer, vocab_size, src, "corrupt")
+        clean = _prompt_ids(pair.clean, tokenizer, vocab_size, src, "clean", unk)
+        corrupt = _prompt_ids(pair.corrupt, tokenizer, vocab_size, src, "corrupt", unk)
         if bos is not None:
             clean = clean if clean[:1] == [bos] else [bos, *clean]
             corrupt = corrupt if corrupt[:1] == [bos] else [bos, *corrupt]
@@ -289,10 +290,23 @@ def tokenize_pairs(
             raise HarnessError(
                 f"{src}: clean has {len(clean)} tokens but corrupt has {len(corrupt)}"
             )
+        if clean == corrupt:
+            raise HarnessError(
+                f"{src}: clean and corrupt prompts are the same tokens, so every patching effect "
+                "is 0; make the corrupt prompt differ"
+            )
+        answer = _answer_ids(pair.answers, tokenizer, vocab_size, src, "answer", cache, unk)
+        wrong = _answer_ids(pair.wrongs, tokenizer, vocab_size, src, "wrong answer", cache, unk)
+        same = sorted(set(answer) & set(wrong))
+        if same:
+            raise HarnessError(
+                f"{src}: answer and wrong answer share token {_token_text(tokenizer, same[0])} "
+                "(the logit difference would be 0 by construction); make them differ"
+            )
         cleans.append(clean)
         corrupts.append(corrupt)
-        answers.append(_answer_ids(pair.answers, tokenizer, vocab_size, src, "answer", cache))
-        wrongs.append(_answer_ids(pair.wrongs, tokenizer, vocab_size, src, "wrong answer", cache))
+        answers.append(answer)
+        wrongs.append(wrong)
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     clean_t = _pad(cleans, pad)
@@ -310,11 +324,52 @@ def tokenize_pairs(
     )
 
 
-def _prompt_ids(prompt: object, tokenizer: Any, vocab_size: int, src: str, what: str) -> list[int]:
+def unknown_token_id(tokenizer: Any) -> int | None:
+    """The id text outside the vocabulary becomes (``<unk>`` of a word-level tokenizer), or
+    None when the tokenizer has none or its unknown token doubles as BOS/EOS/padding (GPT-2's
+    ``<|endoftext|>``: byte-level BPE never produces it for text)."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    others = {getattr(tokenizer, f"{k}_token_id", None) for k in ("bos", "eos", "pad")}
+    return None if unk is None or unk in others else int(unk)
+
+
+def _unknown_words(text: str, tokenizer: Any, unk: int) -> list[str]:
+    """The pieces of ``text`` that tokenize to ``unk`` (by the fast tokenizer's offsets)."""
+    try:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    except (NotImplementedError, TypeError, ValueError):  # a slow tokenizer has no offsets
+        return []
+    offsets = enc.get("offset_mapping") or []
+    return [text[a:b] for t, (a, b) in zip(enc["input_ids"], offsets, strict=False) if t == unk]
+
+
+def _check_known(ids: list[int], text: str, tokenizer: Any, unk: int | None, where: str) -> None:
+    """Refuse text that maps to the unknown token: it would be scored as if it were ``<unk>``."""
+    if unk is None or unk not in ids:
+        return
+    words = _unknown_words(text, tokenizer, unk)
+    named = f" ({', '.join(repr(w) for w in words[:3])})" if words else ""
+    raise HarnessError(
+        f"{where} has text outside the vocabulary of the model's tokenizer{named}, which would "
+        f"become {_token_text(tokenizer, unk)}; use words of the vocabulary"
+    )
+
+
+def _token_text(tokenizer: Any, token_id: int) -> str:
+    try:
+        return repr(tokenizer.convert_ids_to_tokens(int(token_id)))
+    except Exception:  # noqa: BLE001 - naming the token is best effort
+        return f"id {token_id}"
+
+
+def _prompt_ids(
+    prompt: object, tokenizer: Any, vocab_size: int, src: str, what: str, unk: int | None = None
+) -> list[int]:
     if isinstance(prompt, str):
         if not prompt.strip():
             raise HarnessError(f"{src}: {what} prompt is empty")
         ids = list(tokenizer(prompt)["input_ids"])
+        _check_known(ids, prompt, tokenizer, unk, f"{src}: {what} prompt")
     elif isinstance(prompt, (list, tuple)) or (
         isinstance(prompt, torch.Tensor) and prompt.dim() == 1
     ):
@@ -339,6 +394,7 @@ def _answer_ids(
     src: str,
     what: str,
     cache: dict[str, list[int]],
+    unk: int | None = None,
 ) -> list[int]:
     if isinstance(tokens, (str, int)):  # a bare token instead of a tuple
         tokens = (tokens,)
@@ -358,6 +414,7 @@ def _answer_ids(
             got = cache[token] = list(tokenizer(token, add_special_tokens=False)["input_ids"])
         if len(got) != 1:
             raise HarnessError(f"{src}: {what} {token!r} is {len(got)} tokens, must be exactly 1")
+        _check_known(got, token, tokenizer, unk, f"{src}: {what}")
         ids.append(got[0])
     return ids
 

@@ -39,6 +39,9 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_PROJECT = "attribution-harness"
+LOGGERS = ("none", "wandb")
+MODES = ("offline", "online", "disabled")
+"""Accepted ``logger.name`` and ``logger.mode`` values."""
 
 # Overrides that say where output goes, not what the job is: left out of the W&B run name.
 NAME_EXCLUDE = ("results_dir", "cache_dir", "logger", "progress")
@@ -67,6 +70,21 @@ RECORD_KEYS = (
 
 # --------------------------------------------------------------------------------------------
 # Logging
+
+
+def check_logger_config(logger_cfg: Mapping[str, Any] | None) -> None:
+    """One-line :class:`HarnessError` for a logger name or W&B mode the harness does not know;
+    called before the job runs, so a typo does not surface only after the work is done."""
+    from harness.errors import HarnessError
+    from harness.registry import unknown_choice
+
+    name = _logger_name(logger_cfg)
+    if name not in LOGGERS:
+        raise HarnessError(unknown_choice("logger", name, list(LOGGERS)))
+    if name == "wandb" and logger_cfg is not None:
+        mode = logger_cfg.get("mode")
+        if mode is not None and mode not in MODES:
+            raise HarnessError(unknown_choice("logger.mode", str(mode), list(MODES)))
 
 
 def log_run(run_dir: Path, logger_cfg: Mapping[str, Any], job: Mapping[str, Any]) -> None:

@@ -68,8 +68,8 @@ BAD_BEFORE_MODEL = [
     (["direction=sideways"], "unknown direction 'sideways'"),
     (["dtype=float16"], "unknown dtype 'float16'"),
     (["device=tpu"], "unknown device 'tpu'"),
-    (["n_prompts=0"], "n_prompts must be a positive integer, got 0"),
-    (["batch_size=-3"], "batch_size must be a positive integer, got -3"),
+    (["n_prompts=0"], "n_prompts must be an integer >= 1, got 0"),
+    (["batch_size=-3"], "batch_size must be an integer >= 1, got -3"),
     (["batch_size=abc"], "batch_size: Value 'abc'"),
     (["n_prompt=3"], "unknown config key 'n_prompt' (did you mean 'n_prompts'?)"),
     (["flag.fraction=1.5"], "flag.fraction must be in (0, 1], got 1.5"),
@@ -130,7 +130,8 @@ def test_hub_model_absent_offline_is_one_line(tmp_path, capsys, monkeypatch):
 def test_prompt_longer_than_context(tiny_gpt2, tmp_path, capsys):
     long = " ".join(["w1"] * 40)  # the tiny models have a 32-token context
     path = tmp_path / "long.jsonl"
-    path.write_text(json.dumps({"clean": long, "corrupt": long, "answer": "w2", "wrong": "w3"}))
+    corrupt = " ".join(["w4"] * 40)
+    path.write_text(json.dumps({"clean": long, "corrupt": corrupt, "answer": "w2", "wrong": "w3"}))
     code, _, err = run_cli(local_args(tiny_gpt2, path, tmp_path), capsys)
     assert code != 0 and "40 tokens long" in err and "context of 32" in err
 

@@ -96,29 +96,30 @@ def test_bad_prompts_file_is_one_line(name, tiny_gpt2, tmp_path, capsys):
 def test_prompt_longer_than_context_is_one_line(tiny_gpt2, tmp_path, capsys):
     long = " ".join(["w1"] * 40)  # the tiny models have a 32-token context
     path = write_lines(
-        tmp_path / "long.jsonl", [json.dumps({**GOOD, "clean": long, "corrupt": long})]
+        tmp_path / "long.jsonl",
+        [json.dumps({**GOOD, "clean": long, "corrupt": " ".join(["w2"] * 40)})],
     )
     code, _, err = run_cli(local_args(tiny_gpt2, path, tmp_path), capsys)
     assert_one_line(code, err, "prompts are 40 tokens long", "context of 32 tokens")
 
 
 BAD_OPTIONS = [
-    (["method=ms_hvp", "method.steps=0"], "invalid ms_hvp steps 0; accepted: an integer >= 1"),
-    (["method=ig", "method.steps=-1"], "invalid ig steps -1; accepted: an integer >= 1"),
+    (["method=ms_hvp", "method.steps=0"], "method.steps must be an integer >= 1, got 0"),
+    (["method=ig", "method.steps=-1"], "method.steps must be an integer >= 1, got -1"),
     (
         ["method=ig", "method.steps=1", "method.integration=riemann_left"],
-        "invalid ig steps 1; accepted: an integer >= 2",
+        "method.steps must be an integer >= 2, got 1",
     ),
     (["method=integrated_hessians", "method.steps=0"], "must be an integer from 1 to 200, got 0"),
     (["method=integrated_hessians", "method.steps=100000"], "from 1 to 200, got 100000"),
     (["method=sff", "method.flag_fraction=1.5"], "method.flag_fraction must be in [0, 1], got 1.5"),
     (["method=sff", "method.flag_fraction=-0.1"], "must be in [0, 1], got -0.1"),
-    (["method=sff", "method.steps=0"], "method.steps must be a positive integer, got 0"),
+    (["method=sff", "method.steps=0"], "method.steps must be an integer >= 1, got 0"),
     (["method=sff", "method.fix=magic"], "unknown sff fix 'magic'"),
     (["flag.fraction=0"], "flag.fraction must be in (0, 1], got 0"),
-    (["n_prompts=-2"], "n_prompts must be a positive integer, got -2"),
-    (["batch_size=0"], "batch_size must be a positive integer, got 0"),
-    (["topk=0"], "topk must be a positive integer, got 0"),
+    (["n_prompts=-2"], "n_prompts must be an integer >= 1, got -2"),
+    (["batch_size=0"], "batch_size must be an integer >= 1, got 0"),
+    (["topk=0"], "topk must be an integer >= 1, got 0"),
     (["method=ig", "method.integration=simpson"], "simpson"),
 ]
 

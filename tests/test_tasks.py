@@ -199,7 +199,8 @@ class EchoTask(Task):
         self.text = text
 
     def make_pairs(self, tokenizer, n, seed):
-        return [PromptPair(self.text, self.text, (" John",), (" Mary",), "echo")]
+        corrupt = self.text.replace("gave", "found")  # same length, a different prompt
+        return [PromptPair(self.text, corrupt, (" John",), (" Mary",), "echo")]
 
 
 def test_make_task_by_import_path(toy_tokenizer):
@@ -399,7 +400,7 @@ def test_tokenize_pairs_prepend_bos(bpe_tokenizer, toy_tokenizer):
         (PromptPair([], [], (" a",), (" b",), "s"), r"^s: clean prompt has no tokens$"),
         (PromptPair([1, 99999], [1, 2], (" a",), (" b",), "s"), "outside the vocabulary"),
         (PromptPair("Mary gave", "John gave", (99999,), (" b",), "s"), "id 99999 is outside"),
-        (PromptPair("Mary gave", "John gave", (" a",), (" b",)), r"^pair 0: .*"),
+        (PromptPair("Mary gave", "John gave", (" a",), (" Mary",)), r"^pair 0: .*"),
     ],
 )  # fmt: skip
 def test_tokenize_pairs_errors(toy_tokenizer, pair, match):

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from harness.config import Range
 from harness.config_files import lazy_registry
 from harness.context import AttributionContext
 from harness.errors import HarnessError
@@ -38,6 +39,9 @@ class Method(ABC):
     slug: ClassVar[str] = ""
     options: ClassVar[dict[str, Any]] = {}
     """Accepted options and their defaults."""
+    ranges: ClassVar[dict[str, Range]] = {}
+    """The accepted range of each numeric option (checked before :meth:`validate`; None passes
+    where the default is None)."""
     bound: ClassVar[str | None] = None
     """Which error bound of :mod:`harness.diagnostics` brackets this method's estimate
     (``"atp"``, ``"hvp"`` or None)."""
@@ -50,6 +54,9 @@ class Method(ABC):
                 f"unknown option {unknown[0]!r} for method {self.slug!r}; accepted: {accepted}"
             )
         self.config = {**self.options, **options}
+        for key, rng in self.ranges.items():
+            if self.config[key] is not None or self.options.get(key) is not None:
+                rng.check(f"method.{key}", self.config[key])
         self.validate()
 
     def validate(self) -> None:  # noqa: B027 - optional override

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import torch
 
+from harness.config import Range
 from harness.context import AttributionContext
-from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
 from harness.patching import collect_activations, site_names
 from harness.second_order import path_derivatives
@@ -94,14 +94,7 @@ class IntegratedHessians(Method):
     """Integrated Hessians self-interaction of each component on its own patching path."""
 
     options = {"steps": 32}
-
-    def validate(self) -> None:
-        steps = self.config["steps"]
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-            raise HarnessError(
-                f"option steps of method {self.slug or 'integrated_hessians'!r} must be an "
-                f"integer from 1 to {MAX_STEPS}, got {steps!r}"
-            )
+    ranges = {"steps": Range(lo=1, hi=MAX_STEPS, integer=True)}
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         steps, count = int(self.config["steps"]), len(ctx.components)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from harness.config import POSITIVE_INT, Range
 from harness.context import AttributionContext
-from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
 from harness.patching import collect_activations, site_names
 from harness.second_order import path_derivatives
@@ -27,18 +27,15 @@ from harness.second_order import path_derivatives
 
 def check_steps(slug: str, value: object, minimum: int = 1) -> int:
     """``value`` as an integer >= ``minimum``; a one-line HarnessError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise HarnessError(f"invalid {slug} steps {value!r}; accepted: an integer >= {minimum}")
-    return value
+    Range(lo=minimum, integer=True).check("method.steps", value)
+    return int(value)  # type: ignore[call-overload]
 
 
 class MultiStepHVP(Method):
     """K second-order Taylor steps along each component's path."""
 
     options = {"steps": 8}
-
-    def validate(self) -> None:
-        check_steps(self.slug or "ms_hvp", self.config["steps"])
+    ranges = {"steps": POSITIVE_INT}
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         steps = self.config["steps"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 
 from harness.components import reduce_per_component
+from harness.config import FRACTION, POSITIVE_INT, Range
 from harness.context import AttributionContext
 from harness.diagnostics import SCORES, flag_components
 from harness.errors import HarnessError
@@ -48,6 +49,7 @@ class ScreenFlagFix(Method):
         "fix": "hvp",
         "steps": 8,
     }
+    ranges = {"flag_fraction": FRACTION, "threshold": Range(), "steps": POSITIVE_INT}
 
     def validate(self) -> None:
         cfg = self.config
@@ -55,19 +57,6 @@ class ScreenFlagFix(Method):
             raise HarnessError(unknown_choice("sff score", cfg["score"], list(SCORES)))
         if cfg["fix"] not in FIXES:
             raise HarnessError(unknown_choice("sff fix", cfg["fix"], list(FIXES)))
-        fraction = cfg["flag_fraction"]
-        if (
-            isinstance(fraction, bool)
-            or not isinstance(fraction, (int, float))
-            or not (0 <= fraction <= 1)
-        ):
-            raise HarnessError(f"method.flag_fraction must be in [0, 1], got {fraction!r}")
-        steps = cfg["steps"]
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise HarnessError(f"method.steps must be a positive integer, got {steps!r}")
-        threshold = cfg["threshold"]
-        if threshold is not None and not isinstance(threshold, (int, float)):
-            raise HarnessError(f"method.threshold must be a number or null, got {threshold!r}")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         cfg = self.config

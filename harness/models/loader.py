@@ -190,6 +190,69 @@ def load_tokenizer(folder: Path, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
+def one_line(err: BaseException) -> str:
+    """An exception's whole message on one line (whitespace runs collapsed)."""
+    return " ".join(str(err).split())
+
+
+def check_weights(folder: Path, trust_remote_code: bool = False) -> None:
+    """Refuse a checkpoint that disagrees with its ``config.json``: declared weights missing
+    from the safetensors files (they would be randomly initialised), weights no declared module
+    takes (they would be dropped), or weights of another shape (e.g. ``vocab_size``). The model
+    is built on the meta device and the checkpoint matched by transformers' own loading rules
+    (tied weights, renamed keys), so no weight data is read."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the same news comes back below as one line
+    hf_logging.disable_progress_bar()
+    try:
+        _, info = AutoModelForCausalLM.from_pretrained(
+            str(folder),
+            device_map="meta",
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,
+            trust_remote_code=trust_remote_code,
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    where = f"model folder {str(folder)!r}: config.json does not match the weights"
+    for kind, what in (
+        ("missing_keys", "declared weights missing from the checkpoint (would be random)"),
+        ("unexpected_keys", "checkpoint weights config.json does not declare (would be dropped)"),
+    ):
+        keys = sorted(info.get(kind) or [])
+        if keys:
+            shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+            raise HarnessError(f"{where}: {len(keys)} {what}: {shown}")
+    mismatched = sorted(info.get("mismatched_keys") or [], key=lambda m: str(m[0]))
+    if mismatched:
+        key, stored, declared = mismatched[0]
+        config = json.loads((folder / "config.json").read_text())
+        vocab = config.get("vocab_size")
+        hint = (
+            f" (vocab_size {vocab} in config.json, {stored[0]} rows in the weights)"
+            if vocab is not None and declared[0] == vocab and stored[0] != vocab
+            else ""
+        )
+        raise HarnessError(
+            f"{where}: {len(mismatched)} weights of another shape, first {key} "
+            f"{list(stored)} in the checkpoint but {list(declared)} by config.json{hint}"
+        )
+
+
+def check_vocab(name: Any, folder: Path, tokenizer: Any, bridge: Any) -> None:
+    """Refuse a tokenizer with more tokens than the model's embedding has rows (its larger
+    ids would index outside the embedding); fewer is common (padded embeddings) and fine."""
+    rows = int(getattr(bridge.cfg, "d_vocab", 0) or 0)
+    if rows and len(tokenizer) > rows:
+        raise HarnessError(
+            f"model {name!r} at {str(folder)!r}: the tokenizer has {len(tokenizer)} tokens but "
+            f"the model's vocab_size is {rows}; they must match the same vocabulary"
+        )
+
+
 def load_model(model_cfg: Mapping[str, Any], device: str, dtype: str, seed: int = 0) -> LoadedModel:
     """Boot the model named by ``model_cfg`` on ``device`` in ``dtype`` (names as in the CLI).
 
@@ -210,13 +273,25 @@ def load_model(model_cfg: Mapping[str, Any], device: str, dtype: str, seed: int 
             return LoadedModel(adapter, tokenizer, rand.ARCH_DIR, fingerprint)
     folder = model_folder(model_cfg)
     trust = bool(model_cfg.get("trust_remote_code", False))
+    name = model_cfg.get("name")
     try:
         tokenizer = load_tokenizer(folder, trust_remote_code=trust)
+    except Exception as err:  # noqa: BLE001 - a tokenizer transformers cannot load
+        absent = (
+            "" if (folder / "tokenizer.json").is_file() else " (the folder has no tokenizer.json)"
+        )
+        raise HarnessError(
+            f"cannot load the tokenizer of model {name!r} from {str(folder)!r}{absent}: "
+            f"{type(err).__name__}: {one_line(err)}"
+        ) from None
+    try:
+        if not random_init:
+            check_weights(folder, trust)
         bridge = boot_bridge(str(folder), torch_device, torch_dtype, trust, random_init)
     except HarnessError:
         raise
     except Exception as err:  # noqa: BLE001 - a folder transformers cannot load
-        first = str(err).splitlines()[0] if str(err) else ""
+        first = one_line(err)
         if not trust and "custom code" in first:
             raise HarnessError(
                 f"model {model_cfg.get('name')!r} at {str(folder)!r} needs its own Python code "
@@ -224,8 +299,9 @@ def load_model(model_cfg: Mapping[str, Any], device: str, dtype: str, seed: int 
             ) from None
         raise HarnessError(
             f"cannot load model {model_cfg.get('name')!r} from {str(folder)!r}: "
-            f"{type(err).__name__}: {first[:200]}"
+            f"{type(err).__name__}: {first}"
         ) from None
+    check_vocab(name, folder, tokenizer, bridge)
     fingerprint = fingerprint_folder(folder) + (f":random:{seed}" if random_init else "")
     adapter = ModelAdapter(bridge, name=str(model_cfg.get("name")))
     return LoadedModel(adapter=adapter, tokenizer=tokenizer, folder=folder, fingerprint=fingerprint)

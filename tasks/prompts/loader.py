@@ -13,6 +13,20 @@ from harness.types import PromptPair
 FIELDS: tuple[str, ...] = ("clean", "corrupt", "answer", "wrong")
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object names one key twice (``json`` would silently keep the last)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for :func:`json.loads` that refuses a repeated key."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
 def read_pairs(path: str | Path) -> list[PromptPair]:
     """Every pair in a JSONL file: one object per line with string fields ``clean``,
     ``corrupt``, ``answer``, ``wrong``; blank lines are skipped. Each pair's ``source`` is
@@ -36,9 +50,13 @@ def read_pairs(path: str | Path) -> list[PromptPair]:
             continue
         src = f"{name}:{lineno}"
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as err:
             raise HarnessError(f"{src}: bad JSON: {err.msg} (column {err.colno})") from err
+        except _DuplicateKey as err:
+            raise HarnessError(
+                f"{src}: duplicate key {err.args[0]!r} in one JSON object (each field once)"
+            ) from None
         if not isinstance(obj, dict):
             raise HarnessError(f"{src}: expected a JSON object, got {type(obj).__name__}")
         for key in FIELDS:
@@ -82,4 +100,9 @@ class PromptsTask(Task):
             return pairs
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise HarnessError(f"number of prompt pairs must be a positive integer, got {n!r}")
+        if n > len(pairs):
+            raise HarnessError(
+                f"n_prompts={n} but prompts file {self.path!r} has only {len(pairs)} pairs; "
+                f"accepted: 1 to {len(pairs)}, or null for all"
+            )
         return pairs[:n]

@@ -66,7 +66,7 @@ def test_ms_hvp_fix_and_threshold(ctx):
         ({"fix": "magic"}, "unknown sff fix 'magic'"),
         ({"score": "norm"}, "unknown sff score 'norm'"),
         ({"flag_fraction": 2}, "flag_fraction must be in [0, 1], got 2"),
-        ({"steps": 0}, "steps must be a positive integer, got 0"),
+        ({"steps": 0}, "steps must be an integer >= 1, got 0"),
         ({"fixx": "hvp"}, "unknown option 'fixx' for method 'sff'"),
     ],
 )

@@ -1,0 +1,111 @@
+"""The config schema's one range validator and its key check (issue 11, items 10 and 11), and
+the checks that run before Hydra starts a job (bad input is one line, also under ``-m``)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from harness.config import FlagConfig, Range, check_names, check_ranges, unknown_keys
+from harness.errors import HarnessError
+from harness.methods.base import make_method
+from tests.test_cli import run_cli
+
+BAD_NUMBERS = [
+    ({"unreliable": {"rel": math.nan}}, "unreliable.rel must be in [0, inf), got nan"),
+    ({"unreliable": {"abs": -0.1}}, "unreliable.abs must be in [0, inf), got -0.1"),
+    ({"unreliable": {"rel": math.inf}}, "unreliable.rel must be in [0, inf), got inf"),
+    ({"flag": {"fraction": math.nan}}, "flag.fraction must be in (0, 1], got nan"),
+    ({"flag": {"thresholds": {"delta_norm": -math.inf}}}, "flag.thresholds.delta_norm must be"),
+    ({"seed": 99999999999999999999}, "seed must be an integer from 0 to 4294967295"),
+    ({"seed": -1}, "seed must be an integer from 0 to 4294967295, got -1"),
+    ({"topk": 2.5}, "topk must be an integer >= 1, got 2.5"),
+    ({"batch_size": True}, "batch_size must be an integer >= 1, got True"),
+    ({"n_prompts": 0}, "n_prompts must be an integer >= 1, got 0"),
+]
+
+
+@pytest.mark.parametrize("cfg, message", BAD_NUMBERS, ids=lambda a: str(a)[:40])
+def test_check_ranges_names_key_value_and_range(cfg, message):
+    with pytest.raises(HarnessError) as info:
+        check_ranges(cfg)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_check_ranges_accepts_the_defaults_and_nulls():
+    check_ranges({"seed": 0, "n_prompts": None, "flag": {"thresholds": {"delta_norm": None}}})
+    check_ranges({"fraction": 1.0}, FlagConfig, "flag.")
+
+
+def test_range_describes_itself():
+    assert Range(lo=0, hi=1).describe() == "in [0, 1]"
+    assert Range(lo=0, hi=1, lo_open=True).describe() == "in (0, 1]"
+    assert Range(lo=1, hi=200, integer=True).describe() == "an integer from 1 to 200"
+    assert not Range(lo=0).accepts(math.nan) and not Range().accepts("1")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"name": "sff", "threshold": math.nan}, "method.threshold must be a finite number"),
+        ({"name": "sff", "flag_fraction": math.inf}, "method.flag_fraction must be in [0, 1]"),
+        ({"name": "ms_hvp", "steps": 2.0}, "method.steps must be an integer >= 1, got 2.0"),
+        ({"name": "integrated_hessians", "steps": 201}, "an integer from 1 to 200, got 201"),
+    ],
+)
+def test_method_options_go_through_the_same_validator(options, message):
+    with pytest.raises(HarnessError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        make_method(options)
+
+
+def test_unknown_keys_finds_added_keys_at_every_schema_level():
+    cfg = {"n_prompt": 4, "seed": 0, "flag": {"fracton": 1}, "model": {"name": "m", "x": 1}}
+    assert unknown_keys(cfg) == ["n_prompt", "flag.fracton", "model.x"]
+    assert unknown_keys({"seed": 0, "hydra": {}, "task": {"anything": 1}}) == []
+
+
+def test_check_names_refuses_names_the_file_system_refuses():
+    with pytest.raises(HarnessError, match=r"model.path has a name of 300 bytes"):
+        check_names({"model": {"path": "/tmp/" + "a" * 300}})
+    with pytest.raises(HarnessError, match=r"task.name is 100 characters long"):
+        check_names({"task": {"name": "t" * 100}})
+    check_names({"model": {"path": "/tmp/" + "a" * 255, "name": "toy-gpt2"}})
+
+
+# --------------------------------------------------------------------------------------------
+# The CLI: each is one line before any job starts (nothing written)
+
+LONG = "a" * 300
+BEFORE_ANY_JOB = [
+    (["+n_prompt=4"], "unknown config key 'n_prompt' (did you mean 'n_prompts'?); accepted:"),
+    (["+flag.fracton=0.5"], "unknown config key 'flag.fracton'"),
+    (["seed=99999999999999999999"], "seed must be an integer from 0 to 4294967295"),
+    (["unreliable.rel=nan"], "unreliable.rel must be in [0, inf), got nan"),
+    (["unreliable.abs=-1"], "unreliable.abs must be in [0, inf), got -1"),
+    (["flag.fraction=nan"], "flag.fraction must be in (0, 1], got nan"),
+    (["task.path=${nowhere}"], "task.path: Interpolation key 'nowhere' not found"),
+    (["model.path=/tmp/${oc.env:NO_SUCH_VAR_11}"], "model.path:"),
+    (["logger=wandb", "logger.mode=bogus"], "unknown logger.mode 'bogus'"),
+    ([f"model.path=/tmp/{LONG}"], "model.path has a name of 300 bytes"),
+    ([f"task.path=/tmp/{LONG}.jsonl"], "task.path has a name of 306 bytes"),
+    ([f"model.name={LONG}"], "model.name is 300 characters long"),
+    (["-m", "+n_prompt=4,8"], "unknown config key 'n_prompt' (did you mean 'n_prompts'?)"),
+    (["-m", "n_promts=4,8"], "unknown config key 'n_promts'"),
+    (["-m", "n_prompts=4,x"], "n_prompts: Value 'x' of type 'str' could not be converted"),
+    (["-m", "seed=1,2", "topk=5,0"], "topk must be an integer >= 1, got 0"),
+    (["-m", "method=atp,ms_hvp", "+method.steps=0"], "unknown option 'steps' for method"),
+    (["-m", "method=ms_hvp,sff", "method.steps=4,0"], "method.steps must be an integer >= 1"),
+    (["-m", "method=ig", "method.integration=gausslegendre,simpsn"], "unknown ig integration"),
+    (["-m", "logger=wandb", "logger.mode=offline,bogus"], "unknown logger.mode 'bogus'"),
+]
+
+
+@pytest.mark.parametrize("args, message", BEFORE_ANY_JOB, ids=lambda a: str(a)[:40])
+def test_bad_config_is_one_line_before_any_job(args, message, tmp_path, capsys):
+    base = ["model=local", f"model.path={tmp_path}", "task=prompts", f"task.path={tmp_path}/p"]
+    code, out, err = run_cli([*base, f"results_dir={tmp_path / 'results'}", *args], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("error: ") and message in lines[0], lines[0]
+    assert not (tmp_path / "results").exists()  # refused before Hydra made a folder
