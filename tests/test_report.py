@@ -278,3 +278,100 @@ def test_write_report_files(tmp_path, diagnostics):
     assert ("flag precision" in header) == diagnostics
     for stem in report.FIGURES:
         assert (out / "figures" / f"{stem}.png").stat().st_size > 1000
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input to harness-report is one line (issue 11)
+
+
+def report_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    code = 0
+    try:
+        report.main(args)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if not line.startswith("warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_unknown_figure_format_is_one_line_before_any_work(tmp_path, capsys):
+    fake_run(tmp_path / "runs" / "0", "a", "atp", 0, False)
+    code, _, err = report_cli([str(tmp_path), "--formats", "png,bogus"], capsys)
+    line = one_error_line(err)
+    assert code == 2 and "unknown figure format 'bogus'" in line and "accepted:" in line
+    assert "png" in line and not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "below_a_file"])
+def test_out_that_is_not_a_folder_is_one_line(where, tmp_path, capsys):
+    fake_run(tmp_path / "runs" / "0", "a", "atp", 0, False)
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder")
+    out = blocker if where == "file" else blocker / "report"
+    code, _, err = report_cli([str(tmp_path), "--out", str(out)], capsys)
+    assert code == 2 and f"report folder {str(out)!r} is not a writable folder" in one_error_line(
+        err
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_out_is_one_line(tmp_path, capsys):
+    fake_run(tmp_path / "runs" / "0", "a", "atp", 0, False)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        code, _, err = report_cli([str(tmp_path), "--out", str(locked / "r")], capsys)
+    finally:
+        locked.chmod(0o755)
+    assert code == 2 and "is not a writable folder (Permission denied)" in one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("spearman", "high", "'spearman' is str 'high', expected a number or null"),
+        ("wall_s", [1, 2], "'wall_s' is list [1, 2], expected a number or null"),
+        ("n_forward", {"a": 1}, "'n_forward' is dict"),
+        ("topk_recall", True, "'topk_recall' is bool True"),
+        ("model", 3, "'model' is int 3, expected a string"),
+    ],
+)
+def test_summary_field_of_the_wrong_type_skips_that_run(field, value, expected, tmp_path, capsys):
+    fake_run(tmp_path / "runs" / "0", "a", "atp", 0, False)
+    fake_run(tmp_path / "runs" / "1", "b", "atp", 1, False)
+    path = tmp_path / "runs" / "1" / "summary.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), field: value}))
+    code, out, err = report_cli([str(tmp_path), "--formats", "png"], capsys)
+    assert code == 0 and "1 runs (1 skipped)" in out
+    warnings = err.strip().splitlines()
+    assert len(warnings) == 1 and expected in warnings[0] and "Traceback" not in err
+    # with every run damaged: one error line, no traceback
+    path = tmp_path / "runs" / "0" / "summary.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), field: value}))
+    code, _, err = report_cli([str(tmp_path), "--out", str(tmp_path / "r2")], capsys)
+    assert code == 2 and "no complete run" in one_error_line(err)
+
+
+def test_undefined_scores_are_missing_in_tables(tmp_path):
+    """A run whose Spearman is undefined (null in summary.json, as harness.run writes it) shows
+    '-' / '--' in the tables, not a number."""
+    fake_run(tmp_path / "runs" / "0", "a", "atp", 0, False)
+    fake_run(tmp_path / "runs" / "1", "b", "atp", 1, False)
+    path = tmp_path / "runs" / "1" / "summary.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "spearman": None}))
+    report.write_report(tmp_path, formats=("png",))
+    rows = [
+        line.split("|")
+        for line in (tmp_path / "report" / "tables.md").read_text().splitlines()
+        if line.startswith("| b ")
+    ]
+    assert len(rows) == 1 and rows[0][3].strip() == "-"
+    results = pd.read_parquet(tmp_path / "report" / "results.parquet").set_index("model")
+    assert pd.isna(results.loc["b", "spearman"]) and results.loc["a", "spearman"] == 0.9

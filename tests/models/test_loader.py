@@ -1,0 +1,85 @@
+"""A model folder whose parts disagree is refused in one line before anything runs (issue 11,
+item 7 and the vocab_size / tokenizer.json cases): weights config.json does not declare (they
+would be dropped), declared weights with no data (they would be random), weights of another
+shape, a tokenizer with more tokens than the embedding, and a missing tokenizer.json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.models.loader import ZOO_DIR, check_weights, load_model, zoo_models
+from tests.test_cli import local_args, run_cli
+from tests.test_robustness import assert_one_line
+
+
+def edited_copy(source: Path, folder: Path, **config: object) -> Path:
+    shutil.copytree(source, folder)
+    path = folder / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **config}))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "config, needles",
+    [
+        ({"n_layer": 2}, ["11 checkpoint weights config.json does not declare", "transformer.h.2"]),
+        ({"n_layer": 4}, ["12 declared weights missing from the checkpoint", "transformer.h.3"]),
+        ({"vocab_size": 100}, ["vocab_size 100 in config.json, 64 rows in the weights"]),
+        ({"n_embd": 48}, ["weights of another shape", "in the checkpoint but"]),
+    ],
+    ids=["extra_weights", "missing_weights", "vocab_size", "width"],
+)
+def test_config_that_disagrees_with_weights_is_one_line(
+    config, needles, tiny_gpt2, tmp_path, capsys
+):
+    folder = edited_copy(tiny_gpt2, tmp_path / "model", **config)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        json.dumps({"clean": "w1 w2", "corrupt": "w3 w4", "answer": "w5", "wrong": "w6"})
+    )
+    code, _, err = run_cli(local_args(folder, pairs, tmp_path), capsys)
+    assert_one_line(code, err, "config.json does not match the weights", *needles)
+
+
+def test_tokenizer_larger_than_the_vocabulary_is_one_line(tiny_gpt2, tmp_path):
+    from transformers import PreTrainedTokenizerFast
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_gpt2, folder)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
+    tokenizer.add_tokens(["w100", "w101"])
+    tokenizer.save_pretrained(folder)
+    with pytest.raises(
+        HarnessError, match="the tokenizer has 66 tokens but the model's vocab_size is 64"
+    ):
+        load_model({"name": "m", "source": "local", "path": str(folder)}, "cpu", "float32")
+
+
+def test_missing_tokenizer_json_message_is_complete(tiny_gpt2, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_gpt2, folder)
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(HarnessError) as info:
+        load_model({"name": "m", "source": "local", "path": str(folder)}, "cpu", "float32")
+    message = str(info.value)
+    assert "\n" not in message and "(the folder has no tokenizer.json)" in message
+    assert "(1) a `tokenizers` library serialization file" in message  # not cut off
+    assert message.rstrip().endswith("to a fast one.")
+
+
+@pytest.mark.parametrize("slug", zoo_models())
+def test_every_shipped_zoo_model_matches_its_config(slug):
+    check_weights(ZOO_DIR / slug)  # raises on any missing, unexpected or reshaped weight
+
+
+def test_random_init_does_not_compare_weights(tiny_gpt2, tmp_path):
+    """model.random_init=true builds the architecture of config.json with random weights, so
+    weights that do not match it are not an error."""
+    folder = edited_copy(tiny_gpt2, tmp_path / "model", n_layer=4)
+    cfg = {"name": "m", "source": "local", "path": str(folder), "random_init": True}
+    assert load_model(cfg, "cpu", "float32").adapter.shape.n_layers == 4

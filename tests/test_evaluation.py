@@ -1,0 +1,86 @@
+"""Undefined scores are undefined, not perfect (issue 11, item 9): when the truth has no ranking
+or no sign, the scores it cannot define are NaN in memory, ``null`` in strict JSON, and 'n/a'
+in the printed table."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.diagnostics import bound_quality
+from harness.evaluation import score_estimates
+from harness.run import RunRecord, format_summary
+from harness.storage import atomic_write_json, read_hashed_json, write_hashed_json
+
+
+def test_all_zero_truth_gives_no_perfect_scores():
+    zeros = np.zeros(6)
+    scores = score_estimates(zeros, zeros, topk=3)
+    for key in ("spearman", "kendall", "sign_agreement", "topk_recall", "rel_error"):
+        assert math.isnan(scores[key]), (key, scores[key])
+    assert scores["mae"] == 0.0
+    assert math.isnan(bound_quality(zeros, zeros, zeros)["coverage"])
+
+
+def test_equal_truths_have_no_ranking_but_a_sign():
+    truth = np.full(5, 0.3)
+    scores = score_estimates(np.array([0.1, 0.2, 0.3, 0.4, -0.5]), truth, topk=2)
+    assert math.isnan(scores["spearman"]) and math.isnan(scores["topk_recall"])
+    assert scores["sign_agreement"] == pytest.approx(0.8)
+
+
+def test_defined_scores_are_unchanged():
+    truth = np.array([0.0, 1.0, -2.0, 3.0])
+    scores = score_estimates(truth * 2, truth, topk=2)
+    assert scores["spearman"] == pytest.approx(1.0) and scores["topk_recall"] == 1.0
+    assert scores["sign_agreement"] == 1.0
+    assert bound_quality(truth - 1, truth + 1, truth)["coverage"] == 1.0
+
+
+def test_json_files_are_strict_with_null_for_undefined(tmp_path):
+    payload = {"spearman": math.nan, "wall_s": 1.5, "nested": [math.inf, {"x": -math.inf}]}
+    atomic_write_json(tmp_path / "summary.json", payload)
+    text = (tmp_path / "summary.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+
+    def strict(token: str) -> None:
+        raise ValueError(token)
+
+    data = json.loads(text, parse_constant=strict)  # a strict reader accepts it
+    assert data == {"spearman": None, "wall_s": 1.5, "nested": [None, {"x": None}]}
+    # a hashed entry with undefined values still reads back (hashed as stored)
+    write_hashed_json(tmp_path / "entry.json", payload)
+    assert read_hashed_json(tmp_path / "entry.json") == data
+
+
+def test_printed_table_shows_undefined_scores_as_missing():
+    keys = ("mae", "rmse", "max_abs_error", "rel_error", "spearman", "kendall")
+    summary = {
+        "method": "atp",
+        "model": "m",
+        "task": "t",
+        "metric": "logit_diff",
+        "direction": "noising",
+        "dtype": "float32",
+        "n_components": 2,
+        "n_prompts": 1,
+        "clean_metric": 0.5,
+        "corrupt_metric": None,
+        "sign_agreement": None,
+        "topk_recall": math.nan,
+        "wall_s": 0.25,
+        "config": {"topk": 10},
+        **{k: None for k in keys},
+    }
+    frame = pd.DataFrame(
+        {"component": ["a", "b"], "truth": [0.0, 0.0], "estimate": [0.0, 0.0], "abs_error": 0.0}
+    )
+    text = format_summary(RunRecord(summary, frame, Path("out")))
+    table_row = text.splitlines()[4]
+    assert table_row.split() == ["n/a"] * 8 + ["0.250"]
+    assert "corrupt metric n/a" in text
