@@ -109,3 +109,44 @@ def test_bad_config_is_one_line_before_any_job(args, message, tmp_path, capsys):
     assert code == 2 and len(lines) == 1, err
     assert lines[0].startswith("error: ") and message in lines[0], lines[0]
     assert not (tmp_path / "results").exists()  # refused before Hydra made a folder
+
+
+@pytest.mark.parametrize(
+    "slug, options, message",
+    [
+        ("induction", {"seq_len": 0}, "task.seq_len must be an integer >= 1, got 0"),
+        ("induction", {"query_len": math.nan}, "task.query_len must be an integer >= 1, got nan"),
+        ("greater_than", {"centuries": [11, 100]}, "task.centuries[1] must be an integer from 10"),
+    ],
+)
+def test_task_options_go_through_the_same_validator(slug, options, message):
+    from harness.tasks import load_task
+
+    with pytest.raises(HarnessError) as info:
+        load_task(slug, **options)
+    assert message in str(info.value)
+
+
+def test_sweep_samples_cover_every_value_without_the_whole_grid():
+    from harness.run import sweep_samples
+
+    samples = sweep_samples(["method=atp,ig,hvp", "seed=range(0,3)", "topk=5"])
+    assert samples[0] == ["method=atp", "seed=0", "topk=5"]
+    assert len(samples) == 1 + 2 + 2  # not 3 x 3
+    covered = {item for sample in samples for item in sample}
+    assert {"method=ig", "method=hvp", "seed=1", "seed=2"} <= covered
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-m", "method=atp,ig", "seed=0,1", "n_prompts=4"],
+        ["-m", "experiment=smoke"],
+        ["-m", "method=ms_hvp,sff", "method.steps=2,4", "unreliable.rel=0,0.5"],
+        ["logger=wandb", "logger.mode=disabled", "flag.thresholds.delta_norm=0.3"],
+    ],
+)
+def test_good_configs_pass_the_checks(argv):
+    from harness.run import check_composes
+
+    check_composes(argv)

@@ -9,6 +9,7 @@ from harness.taskdefs import toy_vocab
 from harness.taskdefs.common import choice, count, fill, n_tokens, same_length, sample_pairs
 from harness.taskdefs.greater_than.data import NOUNS, TEMPLATES
 
+from harness.config import Range
 from harness.errors import HarnessError
 from harness.tasks import Task, resolve_vocab
 from harness.types import PromptPair
@@ -62,8 +63,10 @@ class GreaterThanTask(Task):
         self.vocab = vocab
         self.form = choice("greater_than form", form, TEMPLATES)
         cents = list(centuries)
-        if not cents or not all(isinstance(c, int) and 10 <= c <= 99 for c in cents):
-            raise HarnessError(f"greater_than centuries must be integers 10..99, got {centuries!r}")
+        if not cents:
+            raise HarnessError("greater_than centuries is empty; accepted: integers from 10 to 99")
+        for i, century in enumerate(cents):  # the config schema's one range validator
+            Range(lo=10, hi=99, integer=True).check(f"task.centuries[{i}]", century)
         self.centuries = cents
         self.prepend_bos = bool(prepend_bos)
 

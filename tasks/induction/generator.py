@@ -8,15 +8,15 @@ from typing import Any, ClassVar
 from harness.taskdefs import toy_vocab
 from harness.taskdefs.common import count, sample_pairs, special_prefix
 
+from harness.config import POSITIVE_INT
 from harness.errors import HarnessError
 from harness.tasks import Task, resolve_vocab
 from harness.types import PromptPair
 
 
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise HarnessError(f"induction {name} must be a positive integer, got {value!r}")
-    return value
+    POSITIVE_INT.check(f"task.{name}", value)  # the config schema's one range validator
+    return int(value)  # type: ignore[call-overload]
 
 
 class InductionTask(Task):
