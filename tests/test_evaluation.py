@@ -84,3 +84,24 @@ def test_printed_table_shows_undefined_scores_as_missing():
     table_row = text.splitlines()[4]
     assert table_row.split() == ["n/a"] * 8 + ["0.250"]
     assert "corrupt metric n/a" in text
+
+
+def test_summary_json_of_a_real_run_is_strict(tiny_gpt2, tmp_path, capsys):
+    """actpatch has no error bound: its bound coverage is undefined, written as null (it was a
+    bare NaN that strict JSON readers reject)."""
+    from tests.test_cli import run_cli
+    from tests.test_robustness import GOOD, write_lines
+
+    pairs = write_lines(tmp_path / "pairs.jsonl", [json.dumps(GOOD)] * 2)
+    args = ["model=local", f"model.path={tiny_gpt2}", "task=prompts", f"task.path={pairs}"]
+    args += [f"results_dir={tmp_path / 'results'}", "method=actpatch", "circuits=false"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+
+    def strict(token: str) -> None:
+        raise ValueError(f"bare {token} in summary.json")
+
+    (path,) = (tmp_path / "results").rglob("summary.json")
+    summary = json.loads(path.read_text(), parse_constant=strict)
+    assert summary["bound_coverage"] is None and summary["bound_width"] is None
+    assert isinstance(summary["spearman"], float)
