@@ -262,7 +262,8 @@ def cached_diagnostics(
             name: np.asarray(values, dtype=entry["dtypes"][name])
             for name, values in entry["columns"].items()
         }
-        summary = dict(entry["summary"])
+        # undefined scores are stored as null (strict JSON): NaN again, as computed fresh
+        summary = {k: math.nan if v is None else v for k, v in entry["summary"].items()}
     else:
         columns, summary = run_diagnostics(ctx, truth, scores, flag_cfg, unreliable_cfg, None)
         write_hashed_json(

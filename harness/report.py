@@ -204,6 +204,9 @@ def collect(root: Path) -> Collected:
     if not results.empty:
         first = [c for c in ("run_id", *ID_COLUMNS, "run_dir") if c in results]
         results = results[first + [c for c in results.columns if c not in first]]
+        for key in NUMBER_FIELDS:  # null (an undefined score) in every run: NaN, not objects
+            if key in results:
+                results[key] = pd.to_numeric(results[key])
         results = results.sort_values(list(ID_COLUMNS) + ["run_dir"], kind="stable")
         results = results.reset_index(drop=True)
     estimates_all = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
