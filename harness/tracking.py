@@ -42,6 +42,8 @@ DEFAULT_PROJECT = "attribution-harness"
 LOGGERS = ("none", "wandb")
 MODES = ("offline", "online", "disabled")
 """Accepted ``logger.name`` and ``logger.mode`` values."""
+OPTIONS = ("name", "project", "entity", "mode", "dir", "tags")
+"""Accepted logger keys (``conf/logger/wandb.yaml``)."""
 
 # Overrides that say where output goes, not what the job is: left out of the W&B run name.
 NAME_EXCLUDE = ("results_dir", "cache_dir", "logger", "progress")
@@ -81,6 +83,10 @@ def check_logger_config(logger_cfg: Mapping[str, Any] | None) -> None:
     name = _logger_name(logger_cfg)
     if name not in LOGGERS:
         raise HarnessError(unknown_choice("logger", name, list(LOGGERS)))
+    for key in logger_cfg or {}:
+        if key not in OPTIONS:
+            accepted = [f"logger.{k}" for k in OPTIONS]
+            raise HarnessError(unknown_choice("config key", f"logger.{key}", accepted))
     if name == "wandb" and logger_cfg is not None:
         mode = logger_cfg.get("mode")
         if mode is not None and mode not in MODES:

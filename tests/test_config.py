@@ -87,6 +87,7 @@ BEFORE_ANY_JOB = [
     (["task.path=${nowhere}"], "task.path: Interpolation key 'nowhere' not found"),
     (["model.path=/tmp/${oc.env:NO_SUCH_VAR_11}"], "model.path:"),
     (["logger=wandb", "logger.mode=bogus"], "unknown logger.mode 'bogus'"),
+    (["logger=wandb", "+logger.projet=x"], "unknown config key 'logger.projet' (did you mean"),
     ([f"model.path=/tmp/{LONG}"], "model.path has a name of 300 bytes"),
     ([f"task.path=/tmp/{LONG}.jsonl"], "task.path has a name of 306 bytes"),
     ([f"model.name={LONG}"], "model.name is 300 characters long"),
