@@ -460,22 +460,24 @@ def check_composes(argv: list[str]) -> None:
 def sweep_samples(overrides: list[str]) -> list[list[str]]:
     """Override lists that cover every value of every sweep axis of a multirun (``a=1,2``,
     ``range(...)``, ``choice(...)``): the first values together, then each further value of one
-    axis with the first values of the others. Overrides Hydra cannot parse are returned as is
-    (composing them gives Hydra's own error, turned into one line)."""
+    axis with the first values of the others; an ``interval(...)`` (sampled by a sweeper plugin)
+    is left out. Overrides Hydra cannot parse are returned as is (composing them gives Hydra's
+    own error, turned into one line)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception:  # noqa: BLE001 - composing reports the parse error in one line
-        return [overrides]
     axes: list[list[str]] = []
-    for override in parsed:
-        key = override.get_key_element()
-        if override.is_sweep_override() and override.is_discrete_sweep():
-            values = [f"{key}={value}" for value in override.sweep_string_iterator()]
-            axes.append(values or [override.input_line])
-        else:
-            axes.append([override.input_line])
+    try:
+        for override in OverridesParser.create().parse_overrides(overrides):
+            key = override.get_key_element()
+            if override.is_sweep_override() and override.is_discrete_sweep():
+                values = [f"{key}={value}" for value in override.sweep_string_iterator()]
+                axes.append(values or [override.input_line])
+            elif override.is_sweep_override():  # interval(): a sweeper plugin samples it
+                continue
+            else:
+                axes.append([override.input_line])
+    except Exception:  # noqa: BLE001 - e.g. glob(): composing reports any error in one line
+        return [overrides]
     first = [axis[0] for axis in axes]
     samples = [first]
     for i, axis in enumerate(axes):
