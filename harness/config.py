@@ -120,7 +120,7 @@ class RunConfig:
     task: Any = MISSING
     method: Any = MISSING
     logger: Any = MISSING
-    seed: int = bounded(0, Range(lo=0, hi=2**32 - 1, integer=True))  # numpy's seed range
+    seed: int = bounded(0, Range(lo=0, hi=2**32 - 1, integer=True))  # any library can seed
     n_prompts: Optional[int] = bounded(None, POSITIVE_INT, optional=True)  # noqa: UP045
     batch_size: int = bounded(64, POSITIVE_INT)
     device: Optional[str] = None  # noqa: UP045
