@@ -563,12 +563,27 @@ def _claim_dir(results_dir: Any, rest: str) -> Path:
         for candidate in candidates:
             with contextlib.suppress(FileExistsError):
                 candidate.mkdir()
-                return candidate
+                break
+        _probe_space(candidate)
     except OSError as err:
         raise HarnessError(
             f"results_dir {text!r} is not writable: cannot create {str(target)!r} ({err.strerror})"
         ) from None
-    raise AssertionError("unreachable: the candidates never end")
+    return candidate
+
+
+def _probe_space(folder: Path, size: int = 16 << 10) -> None:
+    """Write and remove ``size`` bytes in the new ``folder``: a full disk is found here, before
+    Hydra writes its own files into it (which would end in a traceback). The empty folder is
+    removed again when the write fails."""
+    probe = folder / f".space-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(bytes(size))
+    except OSError:
+        probe.unlink(missing_ok=True)
+        folder.rmdir()
+        raise
+    probe.unlink()
 
 
 OmegaConf.register_new_resolver("unique_dir", claim_output_dir, use_cache=True, replace=True)

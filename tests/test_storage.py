@@ -140,30 +140,35 @@ def test_disk_full_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 
 @needs_tmpfs
 def test_disk_full_during_a_run_is_one_line_and_loses_nothing(tiny_gpt2, tmp_path):
-    """The cache volume fills up: the first run caches its ground truth; a filler leaves too
-    little room for the next run's entry. That run fails with one line naming the file and the
-    reason, and the first run's cache entry and results are unchanged."""
+    """A volume fills up: the first run caches its ground truth on it; a filler leaves less
+    than a page. The next run, which needs a new cache entry there, fails with one line naming
+    the file and the reason, and the first run's cache entry and results are unchanged. A run
+    whose results_dir is on the full volume is one line before anything is written."""
     pairs = write_lines(tmp_path / "pairs.jsonl", [json.dumps(GOOD)])
-    mount = tmp_path / "cachevol"
-    first = [*local_args(tiny_gpt2, pairs, tmp_path), f"cache_dir={mount}"]
-    second = [*first, "dtype=float64"]  # another ground truth: a new cache entry to write
+    mount = tmp_path / "volume"
+    first = " ".join([*local_args(tiny_gpt2, pairs, tmp_path), f"cache_dir={mount}"])
+    second = f"{first} dtype=float64"  # another ground truth: a new cache entry to write
+    third = f"{first} results_dir={mount / 'results'}"
     harness = f"{sys.executable} -m harness"
     script = (
-        f"{harness} {' '.join(first)} >/dev/null && "
+        f"{harness} {first} >/dev/null && "
         f"cp -r {mount} {tmp_path / 'before'} && "  # leave less than one page free:
         f"head -c $(( $(stat -f -c '%a*%S' {mount}) - 512 )) /dev/zero > {mount}/filler; "
-        f"{harness} {' '.join(second)}; echo rc=$?; "
+        f"{harness} {second} 2>{tmp_path / 'err2'}; echo rc2=$?; "
+        f"{harness} {third} 2>{tmp_path / 'err3'}; echo rc3=$?; "
         f"rm {mount}/filler; cp -r {mount} {tmp_path / 'after'}"
     )
     proc = in_tmpfs(mount, "size=256k", script)
-    assert "rc=2" in proc.stdout, proc.stdout + proc.stderr
-    assert_one_line(2, proc.stderr, "cannot write", "No space left on device", str(mount))
+    assert "rc2=2" in proc.stdout and "rc3=2" in proc.stdout, proc.stdout + proc.stderr
+    err2, err3 = (tmp_path / "err2").read_text(), (tmp_path / "err3").read_text()
+    assert_one_line(2, err2, "cannot write", "No space left on device", str(mount))
+    assert_one_line(2, err3, f"results_dir {str(mount / 'results')!r}", "No space left on device")
     before = {
         p.relative_to(tmp_path / "before"): p.read_bytes() for p in _files(tmp_path / "before")
     }
     after = {p.relative_to(tmp_path / "after"): p.read_bytes() for p in _files(tmp_path / "after")}
     assert before and all(after.get(name) == data for name, data in before.items())
-    assert not [p for p in after if p.name.endswith(".tmp")]
+    assert not [p for p in after if p.name.endswith(".tmp") or "probe" in p.name]
     results = tmp_path / "results"
     assert len(list(results.rglob("summary.json"))) == 1  # the first run's record
     (failure,) = results.rglob("failure.json")  # the second run says why it failed
