@@ -350,7 +350,7 @@ def finished_run(
     if inputs is None or changed:
         return None, f"{' and '.join(changed)} changed since the result in {run_dir}"
     files = entry.get("files") or {}
-    for name in ("summary.json", "estimates.parquet", *sorted(files)):
+    for name in dict.fromkeys(["summary.json", "estimates.parquet", *sorted(files)]):
         try:
             digest = hashlib.sha256((run_dir / name).read_bytes()).hexdigest()
         except OSError:
