@@ -345,7 +345,9 @@ def finished_run(
     if entry is None:
         return None, ""
     run_dir = Path(entry["run_dir"])
-    stored, now = entry.get("inputs") or {}, inputs or {}
+    if "inputs" not in entry:
+        return None, f"the result in {run_dir} was stored without its inputs (an older harness)"
+    stored, now = entry["inputs"], inputs or {}
     changed = [what for key_, what in INPUT_NAMES.items() if stored.get(key_) != now.get(key_)]
     if inputs is None or changed:
         return None, f"{' and '.join(changed)} changed since the result in {run_dir}"

@@ -154,3 +154,21 @@ def test_model_fingerprint_covers_every_byte_and_the_tokenizer(tiny_gpt2, tmp_pa
     _edit_tokenizer(folder)
     tokenizer = fingerprint_folder(folder)
     assert len({base, middle, tokenizer}) == 3
+
+
+def test_a_result_stored_without_its_inputs_is_recomputed(tiny_gpt2, tmp_path, capsys):
+    """An index entry as the previous harness wrote it (only the run folder): its inputs and
+    files cannot be checked, so the job runs again once."""
+    from harness.storage import write_hashed_json
+
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n=3)
+    args = [*local_args(tiny_gpt2, pairs, tmp_path), *FAST]
+    results = tmp_path / "results"
+    run(args, capsys)
+    (path,) = (results / "index").glob("*.json")
+    old = Path(index_entry(results)["run_dir"])
+    write_hashed_json(path, {"run_dir": str(old)})
+    out = run(args, capsys)
+    assert "skipped" not in out and "stored without its inputs" in out, out
+    assert Path(index_entry(results)["run_dir"]) != old
+    assert "skipped" in run(args, capsys)
