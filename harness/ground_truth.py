@@ -1,9 +1,10 @@
 """Ground truth: exact activation patching, computed once and cached on disk.
 
-The cache key hashes everything the true effects depend on: the model's content fingerprint,
-the component list, the tokenized prompts (clean, corrupt, answers, wrongs), the metric, the
-direction, the dtype and the device type. A grid of methods over the same (model, task,
-components, prompts) computes it once. Entries carry a content hash; a corrupted or truncated
+The cache key hashes everything the true effects depend on: the model's content fingerprint
+(every file of its folder), the component list, the tokenized prompts (clean, corrupt, answers,
+wrongs), the metric, the direction, the dtype, the device type and
+:data:`harness.COMPUTATION_VERSION`. A grid of methods over the same (model, task, components,
+prompts) computes it once. Entries carry a content hash; a corrupted or truncated
 entry is recomputed, never used.
 """
 
@@ -18,13 +19,13 @@ from pathlib import Path
 
 import torch
 
+from harness import COMPUTATION_VERSION
 from harness.context import AttributionContext, CostCounter
 from harness.errors import NumericalError
 from harness.patching import collect_activations, patch_effects, site_names
 from harness.storage import content_hash, read_hashed_json, write_hashed_json
 
 log = logging.getLogger(__name__)
-ENGINE_VERSION = 2  # 2: prompts in chunks of batch_size
 
 
 @dataclass
@@ -55,7 +56,7 @@ def truth_key(ctx: AttributionContext, model_fingerprint: str) -> str:
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         digest.update(str(tuple(tensor.shape)).encode())
     parts = {
-        "engine": ENGINE_VERSION,
+        "computation": COMPUTATION_VERSION,
         "model": model_fingerprint,
         "prompts": digest.hexdigest(),
         "components": [c.id for c in ctx.components],

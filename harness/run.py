@@ -8,11 +8,15 @@ record on disk is the source of truth; trackers and reports only read it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
+import itertools
 import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +30,8 @@ from typing import Any
 
 import pandas as pd
 import torch
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
 from harness.config import register_schemas
 from harness.errors import HarnessError, NumericalError
@@ -42,6 +48,8 @@ class RunRecord:
     summary: dict[str, Any]
     estimates: pd.DataFrame
     out_dir: Path
+    files: dict[str, str]
+    """SHA-256 of each file written into ``out_dir``, by name (checked when resuming)."""
 
 
 def git_commit() -> str:
@@ -59,10 +67,13 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
+def run_one(
+    cfg: Any, out_dir: Path, key: str | None = None, inputs: dict[str, Any] | None = None
+) -> RunRecord:
     """Run one (model, task, method) job described by the composed config ``cfg``.
 
-    ``key`` is the job's config hash (computed from ``cfg`` when not given)."""
+    ``key`` is the job's config hash and ``inputs`` its :func:`job_inputs` (both computed from
+    ``cfg`` when not given)."""
     from omegaconf import OmegaConf
 
     from harness.circuits import circuit_recovery
@@ -95,11 +106,16 @@ def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
     out_dir = Path(out_dir)
     _check_writable(out_dir)
 
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
+    inputs = inputs or job_inputs(container, cache_dir)
+
     torch.manual_seed(cfg.seed)
     reset_peak_memory()
     dtype = cfg.dtype or cfg.model.get("dtype") or "float32"
     device = cfg.device or cfg.model.get("device") or "auto"
-    loaded = load_model(container["model"], device=device, dtype=dtype, seed=cfg.seed)
+    loaded = load_model(
+        container["model"], device=device, dtype=dtype, seed=cfg.seed, cache_dir=cache_dir
+    )
     pairs = task.make_pairs(loaded.tokenizer, cfg.n_prompts, cfg.seed)
     batch = tokenize_pairs(pairs, loaded.tokenizer, prepend_bos=task.prepend_bos)
     n_ctx = loaded.adapter.shape.n_ctx
@@ -123,7 +139,6 @@ def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
         batch_size=cfg.batch_size,
         progress=bool(cfg.progress),
     )
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
     truth = ground_truth(ctx, loaded.fingerprint, cache_dir)
 
     forward_s = time_forward(ctx)  # one clean forward of the prompt batch (after a warm-up)
@@ -209,14 +224,17 @@ def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
         "truth_wall_s": truth.cost.get("wall_s"),
         "model_fingerprint": loaded.fingerprint,
         "config_hash": key,
+        "inputs": inputs,
         "status": "ok",
         "config": container,
     }
-    atomic_write_parquet(out_dir / "estimates.parquet", frame)
+    files = {"estimates.parquet": atomic_write_parquet(out_dir / "estimates.parquet", frame)}
     if curve is not None:
-        atomic_write_parquet(out_dir / "circuit_curve.parquet", curve)
-    atomic_write_json(out_dir / "summary.json", summary)
-    return RunRecord(summary=summary, estimates=frame, out_dir=out_dir)
+        files["circuit_curve.parquet"] = atomic_write_parquet(
+            out_dir / "circuit_curve.parquet", curve
+        )
+    files["summary.json"] = atomic_write_json(out_dir / "summary.json", summary)
+    return RunRecord(summary=summary, estimates=frame, out_dir=out_dir, files=files)
 
 
 def check_finite(method: str, values: Any, components: list) -> None:
@@ -304,21 +322,59 @@ def config_hash(container: dict[str, Any]) -> str:
     return content_hash({k: v for k, v in container.items() if k not in SEMANTIC_EXCLUDE})[:16]
 
 
-def finished_run(results_dir: Path, key: str) -> Path | None:
-    """The run dir of a finished job with config hash ``key``, if its results are intact."""
+def job_inputs(container: dict[str, Any], cache_dir: Path | None) -> dict[str, Any]:
+    """What a job's numbers depend on besides its config, computed without loading the model:
+    :data:`harness.COMPUTATION_VERSION`, the content fingerprint of the model's files (weights,
+    config, tokenizer) and the SHA-256 of each file the task reads (a prompts file). A stored
+    result is reused only when these are unchanged. File digests are cached by (path, size,
+    mtime), so this is cheap after the first job on a model."""
+    from harness import COMPUTATION_VERSION
+    from harness.models.loader import model_fingerprint
+    from harness.storage import file_sha256
+    from harness.tasks import make_task
+
+    task = make_task(container["task"])
+    return {
+        "computation": COMPUTATION_VERSION,
+        "model": model_fingerprint(container["model"], cache_dir),
+        "prompts": [file_sha256(path) for path in task.input_files()],
+    }
+
+
+INPUT_NAMES = {
+    "computation": "the code (COMPUTATION_VERSION)",
+    "model": "the model files",
+    "prompts": "the prompts file",
+}
+
+
+def finished_run(
+    results_dir: Path, key: str, inputs: dict[str, Any] | None
+) -> tuple[Path | None, str]:
+    """(the run dir of a finished job with config hash ``key``, "") when it was computed from
+    the same ``inputs`` and every file it wrote still has its recorded SHA-256; otherwise
+    (None, why not: "" when there is no record)."""
     from harness.storage import read_hashed_json
 
     entry = read_hashed_json(results_dir / "index" / f"{key}.json")
     if entry is None:
-        return None
+        return None, ""
     run_dir = Path(entry["run_dir"])
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if summary.get("config_hash") != key or not (run_dir / "estimates.parquet").is_file():
-        return None
-    return run_dir
+    if "inputs" not in entry:
+        return None, f"the result in {run_dir} was stored without its inputs (an older harness)"
+    stored, now = entry["inputs"], inputs or {}
+    changed = [what for key_, what in INPUT_NAMES.items() if stored.get(key_) != now.get(key_)]
+    if inputs is None or changed:
+        return None, f"{' and '.join(changed)} changed since the result in {run_dir}"
+    files = entry.get("files") or {}
+    for name in dict.fromkeys(["summary.json", "estimates.parquet", *sorted(files)]):
+        try:
+            digest = hashlib.sha256((run_dir / name).read_bytes()).hexdigest()
+        except OSError:
+            digest = None
+        if digest is None or digest != files.get(name):
+            return None, f"{run_dir / name} is missing or damaged"
+    return run_dir, ""
 
 
 def _job_info() -> dict[str, Any]:
@@ -330,6 +386,7 @@ def _job_info() -> dict[str, Any]:
     return {
         "multirun": multirun,
         "sweep": Path(hydra_cfg.sweep.dir).name if multirun else None,
+        "sweep_dir": Path(hydra_cfg.sweep.dir) if multirun else None,
         "overrides": list(hydra_cfg.overrides.task),
         "num": hydra_cfg.job.get("num", 0) if multirun else 0,
     }
@@ -339,12 +396,13 @@ def _task_function(cfg: Any) -> None:
     """One Hydra job: resume or run, write the record, log it, report one line or a table.
 
     A failing job writes ``failure.json``, marks its tracker run failed and, in a multirun,
-    lets the other jobs go on (the sweep's exit status is still non-zero at the end).
+    lets the other jobs go on. In a multirun every job also records its status in the sweep
+    folder (:func:`sweep_failures`), so the sweep's exit status counts the failed jobs under
+    every launcher, even those that run jobs in other processes.
     """
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
 
-    from harness.storage import atomic_write_json, write_hashed_json
+    from harness.storage import write_hashed_json
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     job = _job_info()
@@ -352,21 +410,29 @@ def _task_function(cfg: Any) -> None:
     key = config_hash(container)
     results_dir = Path(cfg.results_dir)
     label = " ".join(job["overrides"]) or "default job"
+    failure = {"config_hash": key, "config": container}
+    _job_status(job, "running", label=label, out_dir=str(out_dir), **failure)
+    inputs = None
     if cfg.resume:
-        previous = finished_run(results_dir, key)
+        try:
+            inputs = job_inputs(container, Path(cfg.cache_dir) if cfg.cache_dir else None)
+        except HarnessError:
+            pass  # not resumable; run_one reports the error
+        previous, why_not = finished_run(results_dir, key, inputs)
         if previous is not None:
             print(
                 f"[job {job['num']}] {label}: results exist for this config, skipped ({previous})"
             )
+            _job_status(job, "skipped", label=label)
             return
+        if why_not and inputs is not None:
+            print(f"[job {job['num']}] {label}: {why_not}; recomputing")
     try:
-        record = run_one(cfg, out_dir, key)
+        record = run_one(cfg, out_dir, key, inputs)
+        entry = {"run_dir": str(out_dir), "inputs": record.summary["inputs"], "files": record.files}
+        write_hashed_json(results_dir / "index" / f"{key}.json", entry)
     except KeyboardInterrupt as err:  # SIGINT, or SIGTERM through _interrupt
-        signame = str(err) or "SIGINT"
-        atomic_write_json(
-            out_dir / "failure.json",
-            {"error": f"interrupted by {signame}", "config_hash": key, "config": container},
-        )
+        _write_failure(out_dir, {"error": f"interrupted by {str(err) or 'SIGINT'}", **failure})
         raise
     except (HarnessError, Exception) as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -374,18 +440,17 @@ def _task_function(cfg: Any) -> None:
         user_error = isinstance(err, HarnessError)
         message = str(err) if user_error else f"{type(err).__name__}: {err}"
         message = message.splitlines()[0] if message else type(err).__name__
-        atomic_write_json(
-            out_dir / "failure.json", {"error": message, "config_hash": key, "config": container}
-        )
+        _write_failure(out_dir, {"error": message, **failure})
+        _job_status(job, "failed", label=label, error=message)
         _log(out_dir, cfg, job, message)
         print(f"error: {message}", file=sys.stderr)
         if job["multirun"]:
-            _FAILED_JOBS.append(label)
             return
         if not user_error:
             traceback.print_exc()
         sys.exit(2)
-    write_hashed_json(results_dir / "index" / f"{key}.json", {"run_dir": str(out_dir)})
+    (out_dir / "failure.json").unlink(missing_ok=True)  # of an earlier try in this folder
+    _job_status(job, "ok", label=label)
     _log(out_dir, cfg, job, None)
     if job["multirun"]:
         s = record.summary
@@ -397,7 +462,148 @@ def _task_function(cfg: Any) -> None:
         print(format_summary(record))
 
 
-_FAILED_JOBS: list[str] = []
+def _write_failure(out_dir: Path, payload: dict[str, Any]) -> None:
+    """``failure.json`` in the job's folder, when it can be written (not on a full disk)."""
+    from harness.storage import atomic_write_json
+
+    try:
+        atomic_write_json(out_dir / "failure.json", payload)
+    except HarnessError:
+        pass
+
+
+JOBS_DIR = ".jobs"
+"""Folder in a sweep folder where each job records its status (``<num>.json``)."""
+
+
+def _job_status(job: dict[str, Any], status: str, **fields: Any) -> None:
+    """Record a multirun job's status (running, skipped, ok, failed) in the sweep folder."""
+    from harness.storage import atomic_write_json
+
+    if not job["multirun"]:
+        return
+    path = job["sweep_dir"] / JOBS_DIR / f"{job['num']}.json"
+    try:
+        previous = json.loads(path.read_text()) if status != "running" else {}
+    except (OSError, ValueError):
+        previous = {}
+    try:
+        atomic_write_json(path, {**previous, **fields, "num": job["num"], "status": status})
+    except HarnessError:
+        pass  # a full disk: the job stays 'running', which counts as not finished
+
+
+def sweep_failures(sweep_dir: Path | None) -> list[str]:
+    """The labels of the sweep's jobs that failed or never finished, in job order."""
+    if sweep_dir is None:
+        return []
+    failed = []
+    for num, record in sorted(_job_records(sweep_dir).items()):
+        if record.get("status") == "failed":
+            failed.append(record.get("label", f"job {num}"))
+        elif record.get("status") == "running":
+            failed.append(f"{record.get('label', f'job {num}')} (did not finish)")
+    return failed
+
+
+def _job_records(sweep_dir: Path) -> dict[int, dict[str, Any]]:
+    records = {}
+    for path in (sweep_dir / JOBS_DIR).glob("*.json"):
+        try:
+            records[int(path.stem)] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return records
+
+
+def mark_interrupted(sweep_dir: Path | None, signame: str) -> None:
+    """After an interrupted sweep: a ``failure.json`` for every job that was still running
+    (a worker process may have been stopped before it could write its own)."""
+    if sweep_dir is None:
+        return
+    for record in _job_records(sweep_dir).values():
+        out_dir = Path(record.get("out_dir", ""))
+        if record.get("status") != "running" or not out_dir.is_dir():
+            continue
+        if not (out_dir / "failure.json").exists() and not (out_dir / "summary.json").exists():
+            payload = {k: record.get(k) for k in ("config_hash", "config")}
+            _write_failure(out_dir, {"error": f"interrupted by {signame}", **payload})
+
+
+_SWEEP: dict[str, Path] = {}
+"""The current sweep folder in the main process (set by :class:`SweepStatus`)."""
+
+
+class SweepStatus(Callback):
+    """Hydra callback (``hydra.callbacks`` in conf/config.yaml), run in the main process: at
+    the start of a multirun it notes the sweep folder and clears the job statuses an earlier
+    sweep left there, so :func:`main` can read every job's status whichever launcher ran it."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        shutil.rmtree(sweep_dir / JOBS_DIR, ignore_errors=True)
+        _SWEEP["dir"] = sweep_dir
+
+
+def claim_output_dir(results_dir: Any, rest: str) -> str:
+    """Create ``results_dir/rest`` and return it; when that name is taken (another job or sweep
+    started in the same instant), ``rest-1``, ``rest-2``, ... The creation is an exclusive
+    ``mkdir``, so two processes never share a folder.
+
+    This is the ``unique_dir`` resolver of ``hydra.run.dir`` and ``hydra.sweep.dir``; OmegaConf
+    caches its value per config, so every job of a sweep (in any worker process) sees the one
+    folder. A bad ``results_dir`` (empty, a file, read-only) is one line on stderr and exit 2:
+    Hydra would turn an exception here into a multi-line report."""
+    try:
+        return str(_claim_dir(results_dir, rest))
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _claim_dir(results_dir: Any, rest: str) -> Path:
+    text = "" if results_dir is None else str(results_dir)
+    if not text.strip():
+        raise HarnessError(
+            "results_dir is empty; give a folder, e.g. results_dir=results (the default) "
+            "(an empty one would write to /runs and /cache at the filesystem root)"
+        )
+    root = Path(text)
+    if root.exists() and not root.is_dir():
+        raise HarnessError(f"results_dir {text!r} is a file, not a folder")
+    target = root / rest
+    candidates = (
+        target.with_name(f"{target.name}-{n}") if n else target for n in itertools.count()
+    )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for candidate in candidates:
+            with contextlib.suppress(FileExistsError):
+                candidate.mkdir()
+                break
+        _probe_space(candidate)
+    except OSError as err:
+        raise HarnessError(
+            f"results_dir {text!r} is not writable: cannot create {str(target)!r} ({err.strerror})"
+        ) from None
+    return candidate
+
+
+def _probe_space(folder: Path, size: int = 16 << 10) -> None:
+    """Write and remove ``size`` bytes in the new ``folder``: a full disk is found here, before
+    Hydra writes its own files into it (which would end in a traceback). The empty folder is
+    removed again when the write fails."""
+    probe = folder / f".space-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(bytes(size))
+    except OSError:
+        probe.unlink(missing_ok=True)
+        folder.rmdir()
+        raise
+    probe.unlink()
+
+
+OmegaConf.register_new_resolver("unique_dir", claim_output_dir, use_cache=True, replace=True)
 
 
 def _log(out_dir: Path, cfg: Any, job: dict[str, Any], error: str | None) -> None:
@@ -556,7 +762,7 @@ def main() -> None:
     app = hydra.main(config_path="pkg://harness.conf", config_name="config", version_base="1.3")(
         _task_function
     )
-    _FAILED_JOBS.clear()  # main() may run more than once in a process (tests, notebooks)
+    _SWEEP.clear()  # main() may run more than once in a process (tests, notebooks)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
@@ -564,6 +770,7 @@ def main() -> None:
     except KeyboardInterrupt as err:
         # files are written to a temporary name and renamed, so nothing half-written is left
         signame = str(err) or "SIGINT"
+        mark_interrupted(_SWEEP.get("dir"), signame)
         print(
             f"error: interrupted by {signame}; finished results and cache entries are kept, "
             "re-run the same command to resume",
@@ -573,10 +780,9 @@ def main() -> None:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
-    if _FAILED_JOBS:
-        print(
-            f"error: {len(_FAILED_JOBS)} job(s) failed: {'; '.join(_FAILED_JOBS)}", file=sys.stderr
-        )
+    failed = sweep_failures(_SWEEP.get("dir"))
+    if failed:
+        print(f"error: {len(failed)} job(s) failed: {'; '.join(failed)}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -24,6 +24,7 @@ import importlib.resources
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -57,6 +58,14 @@ class Task(ABC):
     @abstractmethod
     def make_pairs(self, tokenizer: Any, n: int | None, seed: int) -> list[PromptPair]:
         """Clean/corrupt pairs for ``tokenizer`` (``n=None``: the task's default count)."""
+
+    def input_files(self) -> list[Path]:
+        """The files the pairs are read from (a resumed job compares their content hashes).
+
+        A generated task reads none: its pairs follow from its options, the seed and the
+        tokenizer (all in the job's config and model fingerprint) and its code (covered by
+        :data:`harness.COMPUTATION_VERSION`)."""
+        return []
 
     def batch(self, tokenizer: Any, n: int | None = None, seed: int = 0) -> PromptBatch:
         """``make_pairs`` then :func:`tokenize_pairs` with this task's ``prepend_bos``."""

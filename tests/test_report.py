@@ -43,8 +43,8 @@ def write_pairs(path: Path, n: int = 6, length: int = 6, seed: int = 0) -> Path:
     return path
 
 
-def run_harness(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    """The ``harness`` CLI in a subprocess (``python -m harness``), W&B kept inside ``cwd``."""
+def harness_env(cwd: Path) -> dict[str, str]:
+    """The environment of a ``harness`` subprocess: this checkout first, W&B inside ``cwd``."""
     env = {
         **os.environ,
         "WANDB_CACHE_DIR": str(cwd / ".wandb-cache"),
@@ -55,10 +55,15 @@ def run_harness(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.Co
     }
     env.pop("WANDB_API_KEY", None)
     env.pop("WANDB_MODE", None)
+    return env
+
+
+def run_harness(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """The ``harness`` CLI in a subprocess (``python -m harness``), W&B kept inside ``cwd``."""
     proc = subprocess.run(
         [sys.executable, "-m", "harness", *args],
         cwd=cwd,
-        env=env,
+        env=harness_env(cwd),
         capture_output=True,
         text=True,
         timeout=timeout,

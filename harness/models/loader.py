@@ -142,20 +142,33 @@ def hub_snapshot(repo_id: str, revision: str | None = None) -> Path:
     return Path(folder)
 
 
-def fingerprint_folder(folder: Path) -> str:
-    """A content fingerprint of a model folder: config.json plus each weights file's size and
-    the SHA-256 of its first and last MiB (cheap for multi-GB checkpoints)."""
-    digest = hashlib.sha256()
-    digest.update((folder / "config.json").read_bytes())
-    for weights in sorted(folder.glob("*.safetensors")):
-        size = weights.stat().st_size
-        digest.update(f"{weights.name}:{size}".encode())
-        with weights.open("rb") as handle:
-            digest.update(handle.read(1 << 20))
-            if size > 2 << 20:
-                handle.seek(size - (1 << 20))
-                digest.update(handle.read(1 << 20))
-    return digest.hexdigest()[:16]
+def fingerprint_folder(folder: Path, cache_dir: Path | None = None) -> str:
+    """A content fingerprint of a model folder: the name and SHA-256 of every file in it
+    (config, weights, tokenizer, anything else the loader may read; hidden files excepted).
+
+    File digests are cached by (path, size, mtime, ctime, inode) in memory and under
+    ``cache_dir`` (:func:`harness.storage.file_sha256`), so a multi-GB checkpoint is read in
+    full once, and an edited file is always hashed again."""
+    from harness.storage import file_sha256
+
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+    digests = {p.name: file_sha256(p, cache_dir) for p in files}
+    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def model_fingerprint(model_cfg: Mapping[str, Any], cache_dir: Path | None = None) -> str:
+    """The content fingerprint of the files the model is built from, without loading it (what
+    a resumed job compares): the folder's files, or for ``random_init`` on a hub model with a
+    shipped architecture, that architecture's config file (the seed and ``arch_overrides``
+    are in the job's config)."""
+    if model_cfg.get("random_init") and model_cfg.get("source") == "hub":
+        from harness.models import random_init as rand
+        from harness.storage import file_sha256
+
+        arch = rand.ARCH_DIR / f"{model_cfg.get('name')}.json"
+        if arch.is_file():
+            return "random:" + file_sha256(arch, cache_dir)[:16]
+    return fingerprint_folder(model_folder(model_cfg), cache_dir)
 
 
 def load_tokenizer(folder: Path, trust_remote_code: bool = False) -> Any:
@@ -256,8 +269,16 @@ def check_vocab(name: Any, folder: Path, tokenizer: Any, bridge: Any) -> None:
         )
 
 
-def load_model(model_cfg: Mapping[str, Any], device: str, dtype: str, seed: int = 0) -> LoadedModel:
+def load_model(
+    model_cfg: Mapping[str, Any],
+    device: str,
+    dtype: str,
+    seed: int = 0,
+    cache_dir: Path | None = None,
+) -> LoadedModel:
     """Boot the model named by ``model_cfg`` on ``device`` in ``dtype`` (names as in the CLI).
+
+    ``cache_dir`` keeps the file digests of :func:`fingerprint_folder` across processes.
 
     ``random_init`` on a hub model with a shipped architecture (``harness/models/arch``) builds
     it offline with random weights seeded by ``seed`` (:mod:`harness.models.random_init`).
@@ -305,6 +326,6 @@ def load_model(model_cfg: Mapping[str, Any], device: str, dtype: str, seed: int 
             f"{type(err).__name__}: {first}"
         ) from None
     check_vocab(name, folder, tokenizer, bridge)
-    fingerprint = fingerprint_folder(folder) + (f":random:{seed}" if random_init else "")
+    fingerprint = fingerprint_folder(folder, cache_dir) + (f":random:{seed}" if random_init else "")
     adapter = ModelAdapter(bridge, name=str(model_cfg.get("name")))
     return LoadedModel(adapter=adapter, tokenizer=tokenizer, folder=folder, fingerprint=fingerprint)

@@ -94,6 +94,9 @@ class PromptsTask(Task):
         self.path = str(path)
         self.prepend_bos = bool(prepend_bos)
 
+    def input_files(self) -> list[Path]:
+        return [Path(self.path)]
+
     def make_pairs(self, tokenizer: Any, n: int | None, seed: int) -> list[PromptPair]:
         pairs = read_pairs(self.path)
         if n is None:
