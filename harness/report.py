@@ -95,6 +95,13 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
         )
     if not estimates_path.exists():
         raise ValueError("summary.json without estimates.parquet (partial run)")
+    superseded = run_dir / "superseded.json"  # harness.run.SUPERSEDED
+    if superseded.exists():
+        try:
+            newer = json.loads(superseded.read_text()).get("by", "another run")
+        except (OSError, ValueError, AttributeError):
+            newer = "another run"
+        raise ValueError(f"superseded by {newer} (the same config recomputed)")
     try:
         summary = json.loads(summary_path.read_text())
     except (OSError, ValueError) as err:

@@ -402,7 +402,7 @@ def _task_function(cfg: Any) -> None:
     """
     from hydra.core.hydra_config import HydraConfig
 
-    from harness.storage import write_hashed_json
+    from harness.storage import read_hashed_json, write_hashed_json
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     job = _job_info()
@@ -412,7 +412,7 @@ def _task_function(cfg: Any) -> None:
     label = " ".join(job["overrides"]) or "default job"
     failure = {"config_hash": key, "config": container}
     _job_status(job, "running", label=label, out_dir=str(out_dir), **failure)
-    inputs = None
+    inputs, why_not = None, "" if cfg.resume else "resume=false"
     if cfg.resume:
         try:
             inputs = job_inputs(container, Path(cfg.cache_dir) if cfg.cache_dir else None)
@@ -430,7 +430,11 @@ def _task_function(cfg: Any) -> None:
     try:
         record = run_one(cfg, out_dir, key, inputs)
         entry = {"run_dir": str(out_dir), "inputs": record.summary["inputs"], "files": record.files}
-        write_hashed_json(results_dir / "index" / f"{key}.json", entry)
+        index_path = results_dir / "index" / f"{key}.json"
+        replaced = read_hashed_json(index_path)
+        write_hashed_json(index_path, entry)
+        if replaced and Path(replaced["run_dir"]) != out_dir:
+            mark_superseded(Path(replaced["run_dir"]), out_dir, why_not or "recomputed")
     except KeyboardInterrupt as err:  # SIGINT, or SIGTERM through _interrupt
         _write_failure(out_dir, {"error": f"interrupted by {str(err) or 'SIGINT'}", **failure})
         raise
@@ -460,6 +464,20 @@ def _task_function(cfg: Any) -> None:
         )
     else:
         print(format_summary(record))
+
+
+SUPERSEDED = "superseded.json"
+"""Marker in a run folder whose config was recomputed into another folder (inputs changed,
+damaged files, ``resume=false``): the old record stays, and reports skip it."""
+
+
+def mark_superseded(old_dir: Path, new_dir: Path, reason: str) -> None:
+    """Write :data:`SUPERSEDED` into ``old_dir`` (when it still exists) naming ``new_dir``."""
+    from harness.storage import atomic_write_json
+
+    if old_dir.is_dir():
+        with contextlib.suppress(HarnessError):
+            atomic_write_json(old_dir / SUPERSEDED, {"by": str(new_dir), "reason": reason})
 
 
 def _write_failure(out_dir: Path, payload: dict[str, Any]) -> None:

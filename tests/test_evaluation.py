@@ -80,7 +80,7 @@ def test_printed_table_shows_undefined_scores_as_missing():
     frame = pd.DataFrame(
         {"component": ["a", "b"], "truth": [0.0, 0.0], "estimate": [0.0, 0.0], "abs_error": 0.0}
     )
-    text = format_summary(RunRecord(summary, frame, Path("out")))
+    text = format_summary(RunRecord(summary, frame, Path("out"), files={}))
     table_row = text.splitlines()[4]
     assert table_row.split() == ["n/a"] * 8 + ["0.250"]
     assert "corrupt metric n/a" in text

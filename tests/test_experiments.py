@@ -73,3 +73,8 @@ def test_smoke_experiment_runs(tmp_path, monkeypatch, capsys):
     assert sorted(s["method"] for s in summaries) == ["actpatch", "atp", "hvp"], out
     assert all(s["model"] == "toy-gpt2" and s["n_prompts"] == 4 for s in summaries)
     assert (tmp_path / "multirun" / "smoke" / "multirun.yaml").is_file()
+    # a second run of the preset takes its own folder (a concurrent one cannot overwrite this)
+    run_main()
+    assert "skipped" in capsys.readouterr().out
+    assert (tmp_path / "multirun" / "smoke-1" / "multirun.yaml").is_file()
+    assert len(list(tmp_path.rglob("summary.json"))) == 3

@@ -53,6 +53,22 @@ def test_editing_the_prompts_file_recomputes(tiny_gpt2, tmp_path, capsys):
     assert "skipped" in run(args, capsys)  # unchanged now: reused
 
 
+def test_a_recomputed_run_supersedes_the_old_one_in_reports(tiny_gpt2, tmp_path, capsys):
+    from harness.report import collect
+
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n=3, seed=0)
+    args = [*local_args(tiny_gpt2, pairs, tmp_path), *FAST]
+    results = tmp_path / "results"
+    run(args, capsys)
+    write_pairs(pairs, n=3, seed=1)
+    run(args, capsys)
+    first, second = summaries(results)
+    collected = collect(results)
+    assert collected.results["run_id"].tolist() == [second["run_id"]]  # the stale one is left out
+    assert any("superseded by" in why for _, why in collected.skipped)
+    assert len(list(results.rglob("summary.json"))) == 2  # nothing written is lost
+
+
 def _edit_weights(folder: Path) -> None:
     from safetensors.torch import load_file, save_file
 
