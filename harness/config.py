@@ -47,6 +47,13 @@ class UnreliableConfig:
 
 
 @dataclass
+class TruthConfig:
+    sample: Any = None  # null: every component; a count (int >= 1) or a fraction in (0, 1]
+    bootstrap: int = 1000  # resamples of the scored components for each score's interval
+    confidence: float = 0.95  # level of the bootstrap intervals
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = MISSING
     task: Any = MISSING
@@ -66,6 +73,7 @@ class RunConfig:
     reliability: list[str] = field(default_factory=list)
     flag: FlagConfig = field(default_factory=FlagConfig)
     unreliable: UnreliableConfig = field(default_factory=UnreliableConfig)
+    truth: TruthConfig = field(default_factory=TruthConfig)
     progress: bool = False
     resume: bool = True
     results_dir: str = "results"
