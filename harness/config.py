@@ -74,6 +74,7 @@ class RunConfig:
     flag: FlagConfig = field(default_factory=FlagConfig)
     unreliable: UnreliableConfig = field(default_factory=UnreliableConfig)
     truth: TruthConfig = field(default_factory=TruthConfig)
+    max_fwd_equiv: Optional[float] = 100000.0  # noqa: UP045 - refuse a larger estimated cost
     progress: bool = False
     resume: bool = True
     results_dir: str = "results"

@@ -141,6 +141,7 @@ def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
         scored[:] = False
         scored[truth_index] = True
         truth_ctx = replace(ctx, components=[components[i] for i in truth_index])
+    check_run_cost(cfg, method, ctx, len(truth_ctx.components))
     truth = ground_truth(truth_ctx, loaded.fingerprint, cache_dir, universe=components)
 
     forward_s = time_forward(ctx)  # one clean forward of the prompt batch (after a warm-up)
@@ -265,6 +266,22 @@ def check_truth_config(truth: Any) -> None:
         raise HarnessError(f"truth.bootstrap must be an integer >= 0 (0: none), got {boot!r}")
     if not 0 < truth.confidence < 1:
         raise HarnessError(f"truth.confidence must be in (0, 1), got {truth.confidence!r}")
+
+
+def check_run_cost(cfg: Any, method: Any, ctx: Any, n_truth: int) -> None:
+    """Refuse, before any pass, a method or a ground truth (with its diagnostics) whose
+    estimated cost exceeds ``max_fwd_equiv``."""
+    from harness.cost import check_cost, run_cost
+
+    limit = cfg.max_fwd_equiv
+    if limit is not None and (isinstance(limit, bool) or not limit > 0):
+        raise HarnessError(f"max_fwd_equiv must be a positive number or null, got {limit!r}")
+    count = len(ctx.components)
+    check_cost(f"method {method.name!r} on {count} components", method.cost_estimate(ctx), limit)
+    what = "the ground truth" + (" and diagnostics" if cfg.diagnostics else "")
+    remedy = "patch a sample (truth.sample=COUNT or a fraction)"
+    remedy += " or set diagnostics=false" if cfg.diagnostics else ""
+    check_cost(f"{what} of {n_truth} components", run_cost(n_truth, cfg.diagnostics), limit, remedy)
 
 
 def on_all_components(column: Any, scored: np.ndarray) -> Any:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import torch
 
 from harness.context import AttributionContext
+from harness.cost import PER_PATH_POINT, CostEstimate, per_component_cost
 from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
 from harness.patching import collect_activations, site_names
@@ -102,6 +103,11 @@ class IntegratedHessians(Method):
                 f"option steps of method {self.slug or 'integrated_hessians'!r} must be an "
                 f"integer from 1 to {MAX_STEPS}, got {steps!r}"
             )
+
+    def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
+        steps = self.config["steps"]
+        cost = per_component_cost(len(ctx.components), steps, PER_PATH_POINT)
+        return CostEstimate(cost, f"{steps} forward/backward/HVP points per component")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         steps, count = int(self.config["steps"]), len(ctx.components)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from harness.context import AttributionContext
+from harness.cost import PER_PATH_POINT, CostEstimate, per_component_cost
 from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
 from harness.patching import collect_activations, site_names
@@ -39,6 +40,11 @@ class MultiStepHVP(Method):
 
     def validate(self) -> None:
         check_steps(self.slug or "ms_hvp", self.config["steps"])
+
+    def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
+        steps = self.config["steps"]
+        cost = per_component_cost(len(ctx.components), steps, PER_PATH_POINT)
+        return CostEstimate(cost, f"{steps} forward/backward/HVP steps per component")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         steps = self.config["steps"]
