@@ -164,6 +164,9 @@ def test_sampled_run_scores_the_sample_with_intervals(tiny_gpt2, tmp_path, capsy
     assert sampled["unreliable"].notna().all() and rest["unreliable"].isna().all()
     assert rest["atp_bound_lo"].isna().all() and sampled["atp_bound_lo"].notna().all()
     assert sorted(sampled.groupby("layer").size()) == [4, 4, 4]  # stratified by layer
+    from harness.plots import close, reliability_pr, run_figures
+
+    close([*run_figures(frame, summary).values(), reliability_pr(frame)])  # nulls are drawn
     for bad, message in [
         ("truth.sample=0", "truth.sample must be null (every component), a positive integer"),
         ("truth.sample=1.5", "or a fraction in (0, 1], got 1.5"),
