@@ -99,6 +99,7 @@ def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
         raise HarnessError(f"seed must be an integer, got {cfg.seed!r}")
     check_reliability_config({"scores": cfg.reliability, "flag_fraction": cfg.flag.fraction})
     check_truth_config(cfg.truth)
+    check_max_fwd_equiv(cfg.max_fwd_equiv)
     method = make_method(container["method"])
     task = make_task(container["task"])
     out_dir = Path(out_dir)
@@ -268,14 +269,17 @@ def check_truth_config(truth: Any) -> None:
         raise HarnessError(f"truth.confidence must be in (0, 1), got {truth.confidence!r}")
 
 
+def check_max_fwd_equiv(limit: Any) -> None:
+    if limit is not None and (isinstance(limit, bool) or not limit > 0):
+        raise HarnessError(f"max_fwd_equiv must be a positive number or null, got {limit!r}")
+
+
 def check_run_cost(cfg: Any, method: Any, ctx: Any, n_truth: int) -> None:
     """Refuse, before any pass, a method or a ground truth (with its diagnostics) whose
     estimated cost exceeds ``max_fwd_equiv``."""
     from harness.cost import check_cost, run_cost
 
     limit = cfg.max_fwd_equiv
-    if limit is not None and (isinstance(limit, bool) or not limit > 0):
-        raise HarnessError(f"max_fwd_equiv must be a positive number or null, got {limit!r}")
     count = len(ctx.components)
     check_cost(f"method {method.name!r} on {count} components", method.cost_estimate(ctx), limit)
     what = "the ground truth" + (" and diagnostics" if cfg.diagnostics else "")
