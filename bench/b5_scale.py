@@ -11,9 +11,11 @@ memory (CUDA: ``torch.cuda.max_memory_allocated`` since the call started; CPU: t
 of the process's resident set over the call, sampled every 5 ms). A method whose call took
 longer than ``--budget`` seconds is not run at larger N of that set (``skipped``).
 
-Then per method and set a least-squares line wall = a + b N over the measured points: ``flat``
-when b N_max < 0.25 a, else ``linear``; and the N where its line crosses actpatch's (full
-patching of the same N components). Writes ``b5_scale_<model>.jsonl`` (one measurement a line)
+Then per method and set: ``flat`` when the sequences it pushed through the model are the same
+at every measured N, else ``linear``; a least-squares line wall = a + b N over the measured
+points, and the N where it crosses actpatch's (full patching of the same N components).
+``--replot RUN.jsonl`` prints that and redraws the figure from an earlier run. Writes
+``b5_scale_<model>.jsonl`` (one measurement a line)
 and ``b5_scale_<model>.png`` (wall time, forward equivalents and peak memory against N, one
 row of panels per set) under ``--out``.
 
@@ -148,21 +150,36 @@ def fit(points: list[dict]) -> tuple[float, float]:
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Per (set, method): the fitted line, flat or linear, and the crossing with actpatch."""
+    """Per (set, method): ``flat`` or ``linear`` from the counted sequences pushed through the
+    model (exact where seconds are noisy) over the measured N, or from the method's own
+    estimate over every N when fewer than two were measured (``kind`` then ends in ``*``);
+    the least-squares line wall = a + b N; and the N where that line crosses actpatch's
+    (full patching of the same components), when both have two measured points or more."""
     out = []
     for set_name in dict.fromkeys(r["set"] for r in rows):
-        measured = [r for r in rows if r["set"] == set_name and not r.get("skipped")]
+        in_set = [r for r in rows if r["set"] == set_name]
+        measured = [r for r in in_set if not r.get("skipped")]
         full = [r for r in measured if r["method"] == "actpatch"]
-        a0, b0 = fit(full) if full else (math.nan, math.nan)
-        for method in dict.fromkeys(r["method"] for r in measured):
+        a0, b0 = fit(full) if len(full) >= 2 else (math.nan, math.nan)
+        for method in dict.fromkeys(r["method"] for r in in_set):
             points = [r for r in measured if r["method"] == method]
-            a, b = fit(points)
-            n_max = max(p["n"] for p in points)
-            kind = "flat" if b * n_max < 0.25 * max(a, 1e-9) else "linear"
-            cross = math.nan
-            if method != "actpatch" and b0 == b0 and b0 != b:
+            if len(points) >= 2:
+                pushed = {p["n_sequences"] for p in points}
+                kind = "flat" if len(pushed) == 1 else "linear"
+            else:
+                estimates = {r["est_fwd_equiv"] for r in in_set if r["method"] == method}
+                kind = ("flat" if len(estimates) == 1 else "linear") + "*"
+            a, b = fit(points) if len(points) >= 2 else (math.nan, math.nan)
+            cross: float | str = math.nan
+            if method != "actpatch" and b0 == b0 and a == a and b0 != b:
                 at = (a - a0) / (b0 - b)
-                cross = at if at > 0 else math.nan
+                cross = at if at > min(p["n"] for p in points) else math.nan
+            walls = {p["n"]: p["wall_s"] for p in full}
+            common = [p for p in points if p["n"] in walls]
+            if method != "actpatch" and cross != cross and common:  # no crossing ahead
+                cheaper = [p["wall_s"] < walls[p["n"]] for p in common]
+                cross = "cheaper" if all(cheaper) else "dearer" if not any(cheaper) else cross
+            n_max = max((p["n"] for p in points), default=0)
             out.append(
                 {
                     "set": set_name,
@@ -175,6 +192,30 @@ def summarise(rows: list[dict]) -> list[dict]:
                 }
             )
     return out
+
+
+def report(rows: list[dict], out: Path, label: str, title: str) -> None:
+    """Print the fitted lines and write the figure."""
+    from harness.plots import save
+
+    print("flat or linear (sequences pushed; * = from the estimate), fitted wall = a + b N, and")
+    print("where that line crosses actpatch (full patching; cheaper / dearer: at every measured")
+    print("N, with no crossing ahead):")
+    print(
+        f"  {'set':<13} {'method':<20} {'kind':>7} {'a (s)':>9} {'b (ms/comp)':>12} "
+        f"{'crosses actpatch at N':>22}"
+    )
+    for s in summarise(rows):
+        cross = s["crosses_actpatch_at"]
+        cross_text = cross if isinstance(cross, str) else "-" if cross != cross else f"{cross:.0f}"
+        a_text = "-" if s["a_s"] != s["a_s"] else f"{s['a_s']:.3f}"
+        b_text = "-" if s["b_s"] != s["b_s"] else f"{s['b_s'] * 1e3:.3f}"
+        print(
+            f"  {s['set']:<13} {s['method']:<20} {s['kind']:>7} {a_text:>9} {b_text:>12} "
+            f"{cross_text:>22}"
+        )
+    paths = save(figure(rows, title), out, f"b5_scale_{label}", formats=("png",))
+    print(f"\nwritten: {out / f'b5_scale_{label}.jsonl'}, {', '.join(map(str, paths))}")
 
 
 def figure(rows: list[dict], title: str):
@@ -241,7 +282,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="K of ms_hvp, ig, ig_joint, IH")
     parser.add_argument("--budget", type=float, default=120.0, help="seconds; larger N skipped")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "figures"))
+    parser.add_argument("--replot", default=None, help="a .jsonl of an earlier run: report it")
     args = parser.parse_args()
+    if args.replot:
+        path = Path(args.replot)
+        rows = [json.loads(line) for line in path.open()]
+        label = rows[0]["model"]
+        report(rows, path.parent, label, f"B5 scale: {label} ({path.name})")
+        return
 
     from harness.components import enumerate_components
     from harness.context import AttributionContext
@@ -317,26 +365,7 @@ def main() -> None:
                 log.flush()
         print()
     log.close()
-    print("fitted wall = a + b N per method; where it crosses actpatch (full patching):")
-    print(
-        f"  {'set':<13} {'method':<20} {'a (s)':>9} {'b (ms/comp)':>12} {'kind':>7} "
-        f"{'crosses actpatch at N':>22}"
-    )
-    for s in summarise(rows):
-        cross = (
-            "-"
-            if s["crosses_actpatch_at"] != s["crosses_actpatch_at"]
-            else (f"{s['crosses_actpatch_at']:.0f}")
-        )
-        print(
-            f"  {s['set']:<13} {s['method']:<20} {s['a_s']:9.3f} {s['b_s'] * 1e3:12.3f} "
-            f"{s['kind']:>7} {cross:>22}"
-        )
-    fig = figure(rows, f"B5 scale: {label}, {args.prompts} prompts x {args.seq} tokens")
-    from harness.plots import save
-
-    paths = save(fig, out, f"b5_scale_{label}", formats=("png",))
-    print(f"\nwritten: {out / f'b5_scale_{label}.jsonl'}, {', '.join(map(str, paths))}")
+    report(rows, out, label, f"B5 scale: {label}, {args.prompts} prompts x {args.seq} tokens")
 
 
 if __name__ == "__main__":
