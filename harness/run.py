@@ -290,12 +290,12 @@ def check_run_cost(cfg: Any, method: Any, ctx: Any, n_truth: int) -> None:
 
 def on_all_components(column: Any, scored: np.ndarray) -> Any:
     """A per-scored-component column [scored.sum()] laid out over every component [len(scored)]:
-    NaN where not scored (nullable booleans for a boolean column)."""
+    NaN where not scored (None in a boolean column: parquet's null, which W&B tables accept)."""
     column = np.asarray(column)
     if scored.all():
         return column
     if column.dtype == bool:
-        out = pd.array([pd.NA] * len(scored), dtype="boolean")
+        out = np.full(len(scored), None, dtype=object)
         out[scored] = column
         return out
     out = np.full(len(scored), np.nan)

@@ -167,6 +167,9 @@ def test_sampled_run_scores_the_sample_with_intervals(tiny_gpt2, tmp_path, capsy
     from harness.plots import close, reliability_pr, run_figures
 
     close([*run_figures(frame, summary).values(), reliability_pr(frame)])  # nulls are drawn
+    import wandb
+
+    assert len(wandb.Table(dataframe=frame).data) == 384  # the W&B table takes the nulls
     for bad, message in [
         ("truth.sample=0", "truth.sample must be null (every component), a positive integer"),
         ("truth.sample=1.5", "or a fraction in (0, 1], got 1.5"),
