@@ -33,6 +33,10 @@ _SITE_HOOKS: dict[str, str] = {
     "attn_out": "blocks.{layer}.hook_attn_out",
     "mlp_out": "blocks.{layer}.hook_mlp_out",
     "resid_pre": "blocks.{layer}.hook_resid_pre",
+    # The MLP's hidden activations, the input of its output projection (an alias of the bridge's
+    # ``mlp.out.hook_in``): act(W_in x) in GPT-2 / GPT-NeoX MLPs, act(W_gate x) * W_up x in gated
+    # ones (Llama, Gemma-2, Qwen-2); tests/test_components.py checks both on the zoo.
+    "neuron": "blocks.{layer}.mlp.hook_post",
 }
 
 
@@ -87,11 +91,16 @@ def _quiet_transformers() -> None:
 
 @dataclass
 class ModelShape:
+    """Sizes of a model. ``d_mlp``: MLP hidden width (0 without MLPs); ``sites``: the component
+    sites the model has (empty: not checked)."""
+
     n_layers: int
     n_heads: int
     d_head: int
     d_model: int
     n_ctx: int
+    d_mlp: int = 0
+    sites: tuple[str, ...] = ()
 
 
 class ModelAdapter:
@@ -111,8 +120,15 @@ class ModelAdapter:
             d_head=int(cfg.d_head),
             d_model=int(cfg.d_model),
             n_ctx=int(getattr(cfg, "n_ctx", 0) or 0),
+            d_mlp=0 if getattr(cfg, "attn_only", False) else int(getattr(cfg, "d_mlp", 0) or 0),
         )
         self._hook_names = set(bridge.hook_dict)
+        self.shape.sites = tuple(
+            site
+            for site in _SITE_HOOKS
+            if site_hook_name(site, 0) in self._hook_names
+            and (site != "neuron" or self.shape.d_mlp > 0)
+        )
 
     @property
     def device(self) -> torch.device:

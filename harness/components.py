@@ -1,7 +1,8 @@
 """Enumerate components and slice them out of activation tensors.
 
 Activation layouts (TransformerLens hook shapes): ``head`` sites are [batch, pos, head, d_head]
-(``hook_z``); ``attn_out``, ``mlp_out`` and ``resid_pre`` are [batch, pos, d_model].
+(``hook_z``); ``neuron`` sites are [batch, pos, d_mlp] (``mlp.hook_post``); ``attn_out``,
+``mlp_out`` and ``resid_pre`` are [batch, pos, d_model].
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from harness.errors import HarnessError
 from harness.registry import unknown_choice
 from harness.types import POSITION_MODES, SITES, Component
 
-SITE_ORDER = {"resid_pre": 0, "head": 1, "attn_out": 2, "mlp_out": 3}
+SITE_ORDER = {"resid_pre": 0, "head": 1, "attn_out": 2, "neuron": 3, "mlp_out": 4}
 """Order of sites inside one block, following the forward pass."""
 
 
@@ -43,14 +44,22 @@ def enumerate_components(
     ``positions="each"``: one per position ``0..seq_len-1``.
     """
     sites = check_components(sites, positions)
+    missing = [site for site in sites if shape.sites and site not in shape.sites]
+    if missing:
+        why = " (the model has no MLP)" if missing[0] == "neuron" else ""
+        raise HarnessError(
+            f"site {missing[0]!r} does not exist in this model{why}; accepted: "
+            f"{', '.join(shape.sites)}"
+        )
     pos_values = [-1] if positions == "all" else list(range(seq_len))
     components = []
     for layer in range(shape.n_layers):
         for site in sorted(sites, key=SITE_ORDER.__getitem__):
-            heads = range(shape.n_heads) if site == "head" else [-1]
-            for head in heads:
+            units = range(shape.n_heads if site == "head" else shape.d_mlp)
+            for unit in units if site in ("head", "neuron") else [-1]:
+                head, neuron = (unit, -1) if site == "head" else (-1, unit)
                 for pos in pos_values:
-                    components.append(Component(site, layer, head, pos))
+                    components.append(Component(site, layer, head, pos, neuron))
     return components
 
 
@@ -63,7 +72,14 @@ def slice_index(component: Component) -> tuple:
     pos = slice(None) if component.pos < 0 else component.pos
     if component.site == "head":
         return (pos, component.head)
+    if component.site == "neuron":
+        return (pos, component.neuron)
     return (pos,)
+
+
+def unit_of(component: Component) -> int:
+    """Index of the component's unit along its site's unit axis (head, neuron; 0 otherwise)."""
+    return max(component.head, component.neuron, 0)
 
 
 def group_by_hook(components: Sequence[Component]) -> dict[str, list[int]]:
@@ -82,9 +98,22 @@ def reduce_per_component(
     ``per_hook[name]`` has the hook's activation shape [batch, pos, ...]; the result is
     [n_components] with entry c = sum over batch and c's slice of ``per_hook[hook_of(c)]``.
     """
-    summed = {name: tensor.sum(dim=0) for name, tensor in per_hook.items()}
-    out = []
-    for component in components:
-        value = summed[hook_of(component)][slice_index(component)].sum()
-        out.append(value)
-    return torch.stack(out)
+    groups = group_by_hook(components)
+    first = next(iter(per_hook.values()))
+    out = torch.zeros(len(components), dtype=first.dtype, device=first.device)
+    for name, members in groups.items():
+        tensor = per_hook[name].sum(dim=0)  # [pos, ...]
+        site = components[members[0]].site
+        if site == "head":  # [pos, head, d_head] -> [pos, head]
+            units = tensor.flatten(2).sum(dim=-1)
+        elif site == "neuron":  # [pos, d_mlp]
+            units = tensor
+        else:  # [pos, d_model] -> [pos, 1]
+            units = tensor.flatten(1).sum(dim=-1, keepdim=True)
+        unit = torch.tensor([unit_of(components[i]) for i in members], device=units.device)
+        pos = torch.tensor([components[i].pos for i in members], device=units.device)
+        at_pos = units[pos.clamp(min=0), unit]
+        over_all = units.sum(dim=0)[unit]
+        index = torch.tensor(members, device=out.device)
+        out[index] = torch.where(pos < 0, over_all, at_pos).to(out.dtype)
+    return out

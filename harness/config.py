@@ -115,6 +115,13 @@ class UnreliableConfig:
 
 
 @dataclass
+class TruthConfig:
+    sample: Any = None  # null: every component; a count (int >= 1) or a fraction in (0, 1]
+    bootstrap: int = bounded(1000, Range(lo=0, integer=True))  # resamples per interval (0: none)
+    confidence: float = bounded(0.95, Range(lo=0, hi=1, lo_open=True, hi_open=True))
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = MISSING
     task: Any = MISSING
@@ -134,6 +141,10 @@ class RunConfig:
     reliability: list[str] = field(default_factory=list)
     flag: FlagConfig = field(default_factory=FlagConfig)
     unreliable: UnreliableConfig = field(default_factory=UnreliableConfig)
+    truth: TruthConfig = field(default_factory=TruthConfig)
+    max_fwd_equiv: Optional[float] = bounded(  # noqa: UP045 - refuse a larger estimated cost
+        100000.0, Range(lo=0, lo_open=True), optional=True
+    )
     progress: bool = False
     resume: bool = True
     results_dir: str = "results"

@@ -7,6 +7,9 @@ pass over the same prompt batch (all prompts, in the run's ``batch_size`` chunks
 It makes costs comparable across machines and model sizes: AtP is about 3 (two forwards and a
 backward), activation patching of C components about C times the fraction of the network a
 patch can change.
+
+Before a run, :func:`check_cost` refuses a method (its ``cost_estimate``) or a ground truth
+(:func:`run_cost`) whose estimated forward equivalents exceed ``max_fwd_equiv``.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import resource
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 
 import torch
 
 from harness.context import AttributionContext
+from harness.errors import HarnessError
 
 
 def _sync(device: torch.device) -> None:
@@ -68,3 +73,57 @@ def peak_mem_mb(device: torch.device | str) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+# ---- estimates before a run: refuse what its size rules out ----
+
+FORWARD, BACKWARD, HVP = 1.0, 2.0, 3.0
+"""Weights of one batched pass over the whole prompt batch, in forward equivalents: a forward
+is 1, a backward about 2, a Hessian-vector product (a backward through the backward) about 3.
+The estimates below are upper bounds of the same unit as ``fwd_equiv``: the patching engine
+recomputes only the layers and positions a patch can change, so it usually costs less."""
+
+PER_PATH_POINT = FORWARD + BACKWARD + HVP
+"""One f'(t) and f''(t) evaluation of one component (:mod:`harness.second_order`)."""
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """``fwd_equiv``: estimated cost in forward equivalents (one clean forward over the prompt
+    batch = 1); ``detail``: how it was counted, for the error message."""
+
+    fwd_equiv: float
+    detail: str
+
+
+def per_component_cost(n_components: int, evaluations: float, weight: float) -> float:
+    """Two unpatched forwards plus ``evaluations`` passes of ``weight`` per component."""
+    return 2 * FORWARD + n_components * evaluations * weight
+
+
+def run_cost(n_truth: int, diagnostics: bool, n_scores: int = 3) -> CostEstimate:
+    """The ground truth of ``n_truth`` components (one patched copy each) and, with
+    ``diagnostics``, f'(t), f''(t) at both ends of each path plus two gradients."""
+    cost = per_component_cost(n_truth, 1, FORWARD)
+    detail = "1 patched forward per component"
+    if diagnostics:
+        cost += per_component_cost(n_truth, 2, PER_PATH_POINT) + 2 * (FORWARD + BACKWARD)
+        detail += f" + diagnostics: 2 x {PER_PATH_POINT:g} per component"
+    return CostEstimate(cost, detail)
+
+
+def check_cost(
+    what: str,
+    estimate: CostEstimate | None,
+    limit: float | None,
+    remedy: str = "use fewer components (components.sites, components.positions)",
+) -> None:
+    """One-line error when ``estimate`` exceeds ``limit`` (the ``max_fwd_equiv`` setting;
+    None: no limit), naming the setting to change and ``remedy``."""
+    if estimate is None or limit is None or estimate.fwd_equiv <= limit:
+        return
+    raise HarnessError(
+        f"{what} would cost about {estimate.fwd_equiv:.3g} forward equivalents "
+        f"({estimate.detail}), above max_fwd_equiv={limit:g}; set max_fwd_equiv higher (or "
+        f"null) to run it anyway, or {remedy}"
+    )

@@ -84,3 +84,94 @@ def average_precision(score: np.ndarray, labels: np.ndarray) -> float:
     precision = true_pos / (ends + 1)
     recall = true_pos / positives
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def bootstrap_intervals(
+    estimates: np.ndarray,
+    truth: np.ndarray,
+    topk: int = 10,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Percentile bootstrap intervals of every score of :func:`score_estimates`.
+
+    The scored components are resampled with replacement ``n_boot`` times (a generator seeded
+    by ``seed``); each score is recomputed on every resample as :func:`score_estimates` would
+    compute it there, and ``<score>_ci_lo`` / ``<score>_ci_hi`` are its (1 - confidence) / 2
+    and (1 + confidence) / 2 quantiles (resamples where a score is undefined are left out),
+    ``<score>_ci_width`` their difference. Nothing when ``n_boot`` is 0 or fewer than two
+    components are scored. Memory: resamples go in blocks of about 2e6 values.
+    """
+    estimates = np.asarray(estimates, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    n = truth.size
+    if n_boot <= 0 or n < 2:
+        return {}
+    rng = np.random.default_rng([seed, 0xB007])
+    block = max(1, min(n_boot, 2_000_000 // (n * (n if n <= 256 else 1))))
+    parts = []
+    for start in range(0, n_boot, block):
+        rows = rng.integers(0, n, size=(min(block, n_boot - start), n))
+        parts.append(_scores_of_rows(estimates[rows], truth[rows], min(topk, n)))
+    values = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    tail = (1 - confidence) / 2 * 100
+    out: dict[str, float] = {}
+    for name, samples in values.items():
+        finite = samples[np.isfinite(samples)]
+        lo, hi = np.percentile(finite, [tail, 100 - tail]) if finite.size else (np.nan,) * 2
+        out[f"{name}_ci_lo"], out[f"{name}_ci_hi"] = float(lo), float(hi)
+        out[f"{name}_ci_width"] = float(hi - lo)
+    return out
+
+
+def _scores_of_rows(est: np.ndarray, truth: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """:func:`score_estimates` of each row of ``est`` / ``truth`` [B, n], vectorised."""
+    error = np.abs(est - truth)
+    mae = error.mean(axis=1)
+    mean_truth = np.abs(truth).mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(mean_truth > 0, mae / mean_truth, np.nan)
+    return {
+        "mae": mae,
+        "rmse": np.sqrt((error**2).mean(axis=1)),
+        "max_abs_error": error.max(axis=1),
+        "rel_error": rel,
+        "spearman": _row_pearson(stats.rankdata(est, axis=1), stats.rankdata(truth, axis=1)),
+        "kendall": _row_kendall(est, truth),
+        "sign_agreement": (np.sign(est) == np.sign(truth)).mean(axis=1),
+        "topk_recall": _row_topk(est, truth, k),
+    }
+
+
+def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row pair; NaN where a row is constant."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    denom = np.sqrt((a**2).sum(axis=1) * (b**2).sum(axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denom > 0, (a * b).sum(axis=1) / denom, np.nan)
+
+
+def _row_kendall(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b of each row pair (as scipy's ``kendalltau``); NaN where a row is
+    constant. Pairwise signs for short rows, scipy per row otherwise."""
+    n = a.shape[1]
+    if n > 256:
+        return np.array([_correlation(stats.kendalltau, x, y) for x, y in zip(a, b, strict=True)])
+    upper = np.triu_indices(n, k=1)
+    sa = np.sign(a[:, :, None] - a[:, None, :])[:, upper[0], upper[1]]
+    sb = np.sign(b[:, :, None] - b[:, None, :])[:, upper[0], upper[1]]
+    denom = np.sqrt(np.abs(sa).sum(axis=1) * np.abs(sb).sum(axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denom > 0, (sa * sb).sum(axis=1) / denom, np.nan)
+
+
+def _row_topk(est: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:
+    """:func:`topk_recall` of each row pair (same stable tie order)."""
+    rows = np.arange(est.shape[0])[:, None]
+    top_truth = np.zeros(est.shape, dtype=bool)
+    top_est = np.zeros(est.shape, dtype=bool)
+    top_truth[rows, np.argsort(-np.abs(truth), axis=1, kind="stable")[:, :k]] = True
+    top_est[rows, np.argsort(-np.abs(est), axis=1, kind="stable")[:, :k]] = True
+    return (top_truth & top_est).sum(axis=1) / k

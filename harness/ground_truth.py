@@ -6,6 +6,10 @@ wrongs), the metric, the direction, the dtype, the device type and
 :data:`harness.COMPUTATION_VERSION`. A grid of methods over the same (model, task, components,
 prompts) computes it once. Entries carry a content hash; a corrupted or truncated
 entry is recomputed, never used.
+
+Sampled ground truth (``truth.sample``): :func:`sample_truth` draws a stratified subset of the
+components; only those are patched. An entry holds the effects of any subset of its component
+list, so later runs that ask for components already patched reuse them and patch only the rest.
 """
 
 from __future__ import annotations
@@ -14,16 +18,20 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from harness import COMPUTATION_VERSION
 from harness.context import AttributionContext, CostCounter
-from harness.errors import NumericalError
+from harness.errors import HarnessError, NumericalError
 from harness.patching import collect_activations, patch_effects, site_names
 from harness.storage import content_hash, read_hashed_json, write_hashed_json
+from harness.types import Component
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +48,14 @@ class GroundTruth:
     key: str
 
 
-def truth_key(ctx: AttributionContext, model_fingerprint: str) -> str:
-    """The cache key of the ground truth for this context."""
+def truth_key(
+    ctx: AttributionContext,
+    model_fingerprint: str,
+    universe: Sequence[Component] | None = None,
+) -> str:
+    """The cache key of the ground truth for this context: model, prompts, metric, direction,
+    dtype, device and the component set ``universe`` (default ``ctx.components``) that
+    ``ctx.components`` is drawn from, so runs that patch different subsets of one set share it."""
     digest = hashlib.sha256()
     batch = ctx.batch
     for tensor in (
@@ -59,13 +73,61 @@ def truth_key(ctx: AttributionContext, model_fingerprint: str) -> str:
         "computation": COMPUTATION_VERSION,
         "model": model_fingerprint,
         "prompts": digest.hexdigest(),
-        "components": [c.id for c in ctx.components],
+        "components": [c.id for c in (ctx.components if universe is None else universe)],
         "metric": ctx.metric,
         "direction": ctx.direction,
         "dtype": str(ctx.model.dtype),
         "device": ctx.model.device.type,
     }
     return content_hash(parts)[:24]
+
+
+def check_truth_sample(sample: Any) -> None:
+    """One-line error unless ``sample`` is None, a positive integer count or a fraction in
+    (0, 1]."""
+    if sample is None:
+        return
+    if isinstance(sample, int) and not isinstance(sample, bool):
+        if sample >= 1:
+            return
+    elif isinstance(sample, float) and 0 < sample <= 1:
+        return
+    raise HarnessError(
+        f"truth.sample must be null (every component), a positive integer count or a fraction "
+        f"in (0, 1], got {sample!r}"
+    )
+
+
+def sample_truth(components: Sequence[Component], sample: Any, seed: int) -> np.ndarray | None:
+    """Sorted indices into ``components`` of the ones whose ground truth is patched, or None
+    for every component (``sample`` None, or a count/fraction that covers them all).
+
+    ``sample``: a count (int >= 1) or a fraction (float in (0, 1], rounded up). The draw is
+    stratified by (site, layer): each stratum gets its share of the count in proportion to its
+    size (largest remainders first), drawn without replacement by a generator seeded with
+    ``seed``, so the same seed and component list give the same subset.
+    """
+    check_truth_sample(sample)
+    total = len(components)
+    if sample is None:
+        return None
+    count = min(total, sample if isinstance(sample, int) else math.ceil(sample * total))
+    if count >= total:
+        return None
+    strata: dict[tuple[str, int], list[int]] = {}
+    for index, component in enumerate(components):
+        strata.setdefault((component.site, component.layer), []).append(index)
+    members = list(strata.values())
+    shares = np.array([len(m) for m in members], dtype=np.float64) * count / total
+    quotas = np.floor(shares).astype(int)
+    order = np.argsort(-(shares - quotas), kind="stable")
+    quotas[order[: count - int(quotas.sum())]] += 1
+    rng = np.random.default_rng([seed, 0x5A3])  # a stream of its own, fixed by the seed
+    picked = [
+        np.asarray(group)[rng.choice(len(group), size=int(quota), replace=False)]
+        for group, quota in zip(members, quotas, strict=True)
+    ]
+    return np.sort(np.concatenate(picked))
 
 
 def compute_ground_truth(ctx: AttributionContext) -> tuple[torch.Tensor, float, float]:
@@ -112,37 +174,71 @@ def check_truth_finite(
 
 
 def ground_truth(
-    ctx: AttributionContext, model_fingerprint: str, cache_dir: Path | None
+    ctx: AttributionContext,
+    model_fingerprint: str,
+    cache_dir: Path | None,
+    universe: Sequence[Component] | None = None,
 ) -> GroundTruth:
-    """The cached ground truth for ``ctx``, computed (and cached) when absent or corrupted."""
-    key = truth_key(ctx, model_fingerprint)
+    """The ground truth of ``ctx.components``, read from the cache where present and computed
+    (and added to the cache) where not.
+
+    The cache entry ``cache_dir/truth/<key>.json`` (key: :func:`truth_key` of ``universe``)
+    holds per-component effects for any subset of ``universe`` (default ``ctx.components``), in
+    ``universe`` order, merged across runs: a run that asks for components already there
+    patches nothing, one that asks for others patches only those. A damaged entry (content hash,
+    or components out of order) is dropped and recomputed.
+    """
+    universe = list(ctx.components if universe is None else universe)
+    key = truth_key(ctx, model_fingerprint, universe)
     path = Path(cache_dir) / "truth" / f"{key}.json" if cache_dir else None
-    if path is not None and path.exists():
-        payload = read_hashed_json(path)
-        if payload is not None and payload.get("components") == [c.id for c in ctx.components]:
-            return GroundTruth(
-                effects=torch.tensor(payload["effects"], dtype=torch.float64),
-                base_metric=payload["base_metric"],
-                source_metric=payload["source_metric"],
-                cost=payload["cost"],
-                cached=True,
-                key=key,
-            )
-        log.warning("ground-truth cache entry %s is corrupted; recomputing", path)
+    position = {c.id: i for i, c in enumerate(universe)}
+    wanted = [c.id for c in ctx.components]
+    stored = _read_entry(path, position) if path is not None else None
+    known = stored["effects"] if stored else {}
+    missing = [i for i, cid in enumerate(wanted) if cid not in known]
+    if stored and not missing:
+        effects = torch.tensor([known[cid] for cid in wanted], dtype=torch.float64)
+        return GroundTruth(
+            effects, stored["base_metric"], stored["source_metric"], stored["cost"], True, key
+        )
     cost = CostCounter()
     start = time.perf_counter()
-    effects, base_metric, source_metric = compute_ground_truth(ctx.with_cost(cost))
+    todo = replace(ctx, components=[ctx.components[i] for i in missing])
+    part, base_metric, source_metric = compute_ground_truth(todo.with_cost(cost))
     cost_dict = {**cost.as_dict(), "wall_s": time.perf_counter() - start}
-    check_truth_finite(ctx, effects, base_metric, source_metric)
+    check_truth_finite(todo, part, base_metric, source_metric)
+    fresh = dict(zip((wanted[i] for i in missing), part.cpu().tolist(), strict=True))
     if path is not None:
+        again = _read_entry(path, position)  # merge with what other jobs wrote meanwhile
+        merged = {**(again["effects"] if again else known), **fresh}
+        ids = sorted(merged, key=position.__getitem__)
         write_hashed_json(
             path,
             {
-                "components": [c.id for c in ctx.components],
-                "effects": effects.cpu().tolist(),
+                "components": ids,
+                "effects": [merged[cid] for cid in ids],
                 "base_metric": base_metric,
                 "source_metric": source_metric,
                 "cost": cost_dict,
             },
         )
-    return GroundTruth(effects.cpu(), base_metric, source_metric, cost_dict, False, key)
+    values = {**known, **fresh}
+    effects = torch.tensor([values[cid] for cid in wanted], dtype=torch.float64)
+    return GroundTruth(effects, base_metric, source_metric, cost_dict, False, key)
+
+
+def _read_entry(path: Path, position: dict[str, int]) -> dict[str, Any] | None:
+    """A truth cache entry with its effects as {component id: effect}, or None when absent or
+    damaged (bad content hash, components unknown, repeated or out of ``position`` order)."""
+    if not path.exists():
+        return None
+    payload = read_hashed_json(path)
+    try:
+        ids, values = payload["components"], payload["effects"]
+        order = [position[cid] for cid in ids]
+        if len(ids) != len(values) or any(np.diff(order) <= 0):
+            raise ValueError("components out of order")
+        return {**payload, "effects": dict(zip(ids, values, strict=True))}
+    except (TypeError, KeyError, ValueError):
+        log.warning("ground-truth cache entry %s is damaged; recomputing", path)
+        return None

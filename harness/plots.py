@@ -186,7 +186,7 @@ def estimate_vs_truth(
             label=site,
         )
     if "flagged" in frame and frame["flagged"].any():
-        mask = frame["flagged"].to_numpy(bool)
+        mask = frame["flagged"].fillna(False).to_numpy(bool)  # null: not scored (truth.sample)
         ax.scatter(
             x[mask],
             y[mask],
@@ -205,7 +205,7 @@ def estimate_vs_truth(
     ax.text(
         0.03,
         0.97,
-        f"n = {len(x)}\nSpearman {_spearman(x, y):.3f}\nMAE {mae:.3g}",
+        f"n = {int(np.isfinite(x).sum())}\nSpearman {_spearman(x, y):.3f}\nMAE {mae:.3g}",
         transform=ax.transAxes,
         va="top",
         fontsize=8,

@@ -37,6 +37,10 @@ SETTING_COLUMNS = ("metric", "direction", "sites", "positions", "dtype", "n_prom
 # (summary key, table header, format): the table's columns, in order.
 TABLE_COLUMNS = (
     ("spearman", "Spearman", "{:.3f}"),
+    ("spearman_ci_lo", "Spearman CI lo", "{:.3f}"),
+    ("spearman_ci_hi", "Spearman CI hi", "{:.3f}"),
+    ("spearman_ci_width", "Spearman CI width", "{:.3f}"),
+    ("n_truth", "truth n", "{:.0f}"),
     ("mae", "MAE", "{:.3g}"),
     ("rel_error", "rel. error", "{:.3f}"),
     ("topk_recall", "top-k recall", "{:.3f}"),
@@ -347,7 +351,9 @@ def to_latex(tables: dict[str, pd.DataFrame]) -> str:
 
 def _legend() -> str:
     return (
-        "Spearman: rank correlation of estimates with the activation-patching effects; "
+        "Spearman: rank correlation of estimates with the activation-patching effects, with "
+        "its bootstrap confidence interval (CI lo / hi / width, over the scored components); "
+        "truth n: components whose effect was patched (all, or the truth.sample subset); "
         "rel. error: relative error of the estimates; top-k recall: share of the k largest true "
         "effects among the k largest estimates; CPR / CMD: circuit faithfulness areas (higher / "
         "lower is better); flag precision / recall: of the reliability flag at finding "

@@ -24,10 +24,11 @@ import threading
 import time
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from hydra.experimental.callback import Callback
@@ -82,11 +83,11 @@ def run_one(
     from harness.context import AttributionContext, CostCounter, check_direction
     from harness.cost import peak_mem_mb, reset_peak_memory, time_forward
     from harness.diagnostics import cached_diagnostics, check_reliability_config
-    from harness.evaluation import score_estimates
-    from harness.ground_truth import ground_truth
+    from harness.evaluation import bootstrap_intervals, score_estimates
+    from harness.ground_truth import check_truth_sample, ground_truth, sample_truth
     from harness.methods.base import make_method
     from harness.models.loader import load_model
-    from harness.storage import atomic_write_json, atomic_write_parquet
+    from harness.storage import atomic_write_json, atomic_write_parquet, content_hash
     from harness.task_metric import check_metric
     from harness.tasks import make_task, tokenize_pairs
     from harness.tracking import check_logger_config
@@ -101,6 +102,7 @@ def run_one(
     check_names(container)
     check_logger_config(container.get("logger"))
     check_reliability_config({"scores": cfg.reliability, "flag_fraction": cfg.flag.fraction})
+    check_truth_sample(cfg.truth.sample)  # a count or a fraction; the other truth.* are ranges
     method = make_method(container["method"])
     task = make_task(container["task"])
     out_dir = Path(out_dir)
@@ -139,7 +141,16 @@ def run_one(
         batch_size=cfg.batch_size,
         progress=bool(cfg.progress),
     )
-    truth = ground_truth(ctx, loaded.fingerprint, cache_dir)
+    # truth.sample: only a stratified subset is patched, and every score is taken on it
+    truth_index = sample_truth(components, cfg.truth.sample, cfg.seed)
+    scored = np.ones(len(components), dtype=bool)
+    truth_ctx = ctx
+    if truth_index is not None:
+        scored[:] = False
+        scored[truth_index] = True
+        truth_ctx = replace(ctx, components=[components[i] for i in truth_index])
+    check_run_cost(cfg, method, ctx, len(truth_ctx.components))
+    truth = ground_truth(truth_ctx, loaded.fingerprint, cache_dir, universe=components)
 
     forward_s = time_forward(ctx)  # one clean forward of the prompt batch (after a warm-up)
     start = time.perf_counter()
@@ -148,8 +159,19 @@ def run_one(
     peak_mb = peak_mem_mb(loaded.adapter.device)
     estimates = output.estimates.detach().double().cpu().numpy()
     check_finite(method.name, estimates, components)
-    truth_np = truth.effects.numpy()
-    scores = score_estimates(estimates, truth_np, topk=cfg.topk)
+    truth_np = np.full(len(components), np.nan)
+    truth_np[scored] = truth.effects.numpy()
+    scores = score_estimates(estimates[scored], truth_np[scored], topk=cfg.topk)
+    scores.update(
+        bootstrap_intervals(
+            estimates[scored],
+            truth_np[scored],
+            cfg.topk,
+            cfg.truth.bootstrap,
+            cfg.truth.confidence,
+            cfg.seed,
+        )
+    )
 
     frame = pd.DataFrame(
         {
@@ -161,20 +183,25 @@ def run_one(
             "layer": [c.layer for c in components],
             "head": [c.head for c in components],
             "pos": [c.pos for c in components],
+            "neuron": [c.neuron for c in components],
             "estimate": estimates,
             "truth": truth_np,
             "abs_error": abs(estimates - truth_np),
+            "sampled": scored,
         }
     )
     diagnostics: dict[str, Any] = {}
     if cfg.diagnostics:
         diag_cost = CostCounter()
         start = time.perf_counter()
+        diag_key = truth.key  # the sampled subset's diagnostics are cached under its own key
+        if truth_index is not None:
+            diag_key = content_hash({"truth": truth.key, "sample": truth_index.tolist()})[:24]
         columns, diagnostics = cached_diagnostics(  # shared by the methods of a grid
             cache_dir,
-            truth.key,
-            ctx.with_cost(diag_cost),
-            truth_np,
+            diag_key,
+            truth_ctx.with_cost(diag_cost),
+            truth_np[scored],
             list(cfg.reliability),
             cfg.flag,
             cfg.unreliable,
@@ -182,7 +209,7 @@ def run_one(
         )
         diagnostics["diagnostics_wall_s"] = time.perf_counter() - start
         for name, column in columns.items():
-            frame[name] = column
+            frame[name] = on_all_components(column, scored)
     for name, column in output.columns.items():
         frame[name] = column.detach().cpu().numpy()
     curve = None
@@ -217,6 +244,9 @@ def run_one(
         "clean_metric": truth.base_metric if cfg.direction == "noising" else truth.source_metric,
         "corrupt_metric": truth.source_metric if cfg.direction == "noising" else truth.base_metric,
         "n_components": len(components),
+        "truth_sample": cfg.truth.sample,
+        "n_truth": int(scored.sum()),
+        "truth_confidence": cfg.truth.confidence,
         "n_prompts": batch.n,
         "seq_len": batch.seq_len,
         "truth_key": truth.key,
@@ -235,6 +265,35 @@ def run_one(
         )
     files["summary.json"] = atomic_write_json(out_dir / "summary.json", summary)
     return RunRecord(summary=summary, estimates=frame, out_dir=out_dir, files=files)
+
+
+def check_run_cost(cfg: Any, method: Any, ctx: Any, n_truth: int) -> None:
+    """Refuse, before any pass, a method or a ground truth (with its diagnostics) whose
+    estimated cost exceeds ``max_fwd_equiv``."""
+    from harness.cost import check_cost, run_cost
+
+    limit = cfg.max_fwd_equiv
+    count = len(ctx.components)
+    check_cost(f"method {method.name!r} on {count} components", method.cost_estimate(ctx), limit)
+    what = "the ground truth" + (" and diagnostics" if cfg.diagnostics else "")
+    remedy = "patch a sample (truth.sample=COUNT or a fraction)"
+    remedy += " or set diagnostics=false" if cfg.diagnostics else ""
+    check_cost(f"{what} of {n_truth} components", run_cost(n_truth, cfg.diagnostics), limit, remedy)
+
+
+def on_all_components(column: Any, scored: np.ndarray) -> Any:
+    """A per-scored-component column [scored.sum()] laid out over every component [len(scored)]:
+    NaN where not scored (None in a boolean column: parquet's null, which W&B tables accept)."""
+    column = np.asarray(column)
+    if scored.all():
+        return column
+    if column.dtype == bool:
+        out = np.full(len(scored), None, dtype=object)
+        out[scored] = column
+        return out
+    out = np.full(len(scored), np.nan)
+    out[scored] = column
+    return out
 
 
 def check_finite(method: str, values: Any, components: list) -> None:
@@ -262,13 +321,19 @@ def _check_writable(out_dir: Path) -> None:
 def format_summary(record: RunRecord, top: int = 5) -> str:
     """The short table printed at the end of a run."""
     s = record.summary
+    lo, hi = s.get("spearman_ci_lo"), s.get("spearman_ci_hi")
+    interval = (
+        "" if lo is None else f"; spearman {s['truth_confidence']:.0%} CI [{lo:.3f}, {hi:.3f}]"
+    )
+    truth_n = s.get("n_truth", s["n_components"])
+    sampled = f" (truth patched on a sample of {truth_n})" if truth_n < s["n_components"] else ""
     topk_label = f"top{s['config']['topk']}_rec"
     lines = [
         f"{s['method']} vs activation patching | model={s['model']} task={s['task']} "
         f"metric={s['metric']} direction={s['direction']} dtype={s['dtype']}",
-        f"  {s['n_components']} components x {s['n_prompts']} prompts; "
+        f"  {s['n_components']} components{sampled} x {s['n_prompts']} prompts; "
         f"clean metric {_num(s['clean_metric'], '.4f')}, "
-        f"corrupt metric {_num(s['corrupt_metric'], '.4f')}",
+        f"corrupt metric {_num(s['corrupt_metric'], '.4f')}{interval}",
         "",
         f"  {'mae':>9} {'rmse':>9} {'max_err':>9} {'rel_err':>9} {'spearman':>9} "
         f"{'kendall':>9} {'sign_agr':>9} {topk_label:>9} {'wall_s':>8}",
@@ -291,7 +356,7 @@ def format_summary(record: RunRecord, top: int = 5) -> str:
         f"  largest true effects ({s['method']} estimate beside):",
     ]
     frame = record.estimates.reindex(
-        record.estimates["truth"].abs().sort_values(ascending=False).index
+        record.estimates["truth"].abs().sort_values(ascending=False, na_position="last").index
     )
     for row in frame.head(top).itertuples():
         lines.append(

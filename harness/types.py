@@ -9,7 +9,8 @@ Conventions used everywhere in the harness:
   attention mask is passed to the model. Clean and corrupt rows are padded identically, so a
   patch at a padded position is a no-op.
 - A *component* is one slice of an activation site: a head's ``hook_z[..., h, :]``, an attention
-  output, an MLP output or the residual stream entering a block; either summed over all positions
+  output, an MLP output, one MLP neuron (a hidden unit of the MLP: the input of its output
+  projection) or the residual stream entering a block; either summed over all positions
   (``pos = -1``) or at one position.
 """
 
@@ -96,10 +97,13 @@ class PromptBatch:
         )
 
 
-SITES: tuple[str, ...] = ("head", "attn_out", "mlp_out", "resid_pre")
+SITES: tuple[str, ...] = ("head", "attn_out", "mlp_out", "resid_pre", "neuron")
 """Component sites: ``head`` is ``blocks.{l}.attn.hook_z`` [batch, pos, head, d_head];
 ``attn_out`` is ``blocks.{l}.hook_attn_out``, ``mlp_out`` is ``blocks.{l}.hook_mlp_out`` and
-``resid_pre`` is ``blocks.{l}.hook_resid_pre``, each [batch, pos, d_model]."""
+``resid_pre`` is ``blocks.{l}.hook_resid_pre``, each [batch, pos, d_model]; ``neuron`` is
+``blocks.{l}.mlp.hook_post`` [batch, pos, d_mlp], the MLP's hidden activations as its output
+projection reads them (act(W_in x) for GPT-2 / GPT-NeoX MLPs, act(W_gate x) * W_up x for gated
+MLPs: Llama, Gemma-2, Qwen-2), one component per unit."""
 
 POSITION_MODES: tuple[str, ...] = ("all", "each")
 
@@ -107,19 +111,22 @@ POSITION_MODES: tuple[str, ...] = ("all", "each")
 @dataclass(frozen=True, order=True)
 class Component:
     """One component: ``site`` at ``layer``; ``head`` (-1 if the site has none); ``pos`` (-1 when
-    the component spans all positions)."""
+    the component spans all positions); ``neuron``: the MLP unit of a ``neuron`` site (else -1)."""
 
     site: str
     layer: int
     head: int = -1
     pos: int = -1
+    neuron: int = -1
 
     @property
     def id(self) -> str:
-        """A stable string id, e.g. ``head.L1.H3`` or ``resid_pre.L0.P5``."""
+        """A stable string id, e.g. ``head.L1.H3``, ``resid_pre.L0.P5`` or ``neuron.L2.N17``."""
         parts = [self.site, f"L{self.layer}"]
         if self.head >= 0:
             parts.append(f"H{self.head}")
+        if self.neuron >= 0:
+            parts.append(f"N{self.neuron}")
         if self.pos >= 0:
             parts.append(f"P{self.pos}")
         return ".".join(parts)

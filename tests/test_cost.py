@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from dataclasses import replace
 
+import pytest
+
+from harness.config_files import group_options
 from harness.cost import peak_mem_mb, time_forward
-from tests.helpers import make_context, random_batch
+from harness.methods.base import make_method
+from tests.helpers import local_run_args, make_context, random_batch
 from tests.test_cli import local_args, run_cli
 
 
@@ -34,3 +40,56 @@ def test_summary_has_fwd_equiv_and_peak_memory(tiny_gpt2, tmp_path, capsys):
     assert summary["fwd_equiv"] > 0 and math.isfinite(summary["fwd_equiv"])
     assert summary["fwd_equiv"] == summary["wall_s"] / summary["forward_s"]
     assert summary["peak_mem_mb"] > 1.0 and math.isfinite(summary["peak_mem_mb"])
+
+
+FLAT = {"atp", "hvp_shared", "ig_joint", "atp_star", "fast/ig_joint"}
+"""Methods whose cost does not grow with the number of components (of one site)."""
+
+
+@pytest.mark.parametrize("slug", group_options("method"))
+def test_every_method_estimates_its_cost_flat_or_linear_in_components(tiny_gpt2, slug):
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    with initialize_config_module(config_module="harness.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"method={slug}"]).method
+    method = make_method(OmegaConf.to_container(cfg))
+    ctx, _ = make_context(tiny_gpt2, random_batch(2, 5, seed=0), sites=("neuron",))
+    small = method.cost_estimate(replace(ctx, components=ctx.components[:10]))
+    large = method.cost_estimate(replace(ctx, components=ctx.components[:100]))
+    assert small.fwd_equiv > 0 and small.detail
+    if slug in FLAT:
+        assert large.fwd_equiv == small.fwd_equiv
+    else:  # linear: 90 more components cost 9 times what 10 more cost over the fixed part
+        fixed = method.cost_estimate(replace(ctx, components=[])).fwd_equiv
+        assert large.fwd_equiv - fixed == pytest.approx(10 * (small.fwd_equiv - fixed))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["method=ig", "max_fwd_equiv=5000"],
+            r"^error: method 'ig' on 1920 components would cost about 1\.84e\+05 forward "
+            r"equivalents \(32 forward/backward steps per component\), above max_fwd_equiv=5000; "
+            r"set max_fwd_equiv higher \(or null\) to run it anyway, or use fewer components "
+            r"\(components.sites, components.positions\)$",
+        ),
+        (
+            ["max_fwd_equiv=5000"],
+            r"^error: the ground truth and diagnostics of 1920 components would cost about "
+            r"2\.5e\+04 .*above max_fwd_equiv=5000; .* or patch a sample \(truth.sample=COUNT or a "
+            r"fraction\) or set diagnostics=false$",
+        ),
+    ],
+)
+def test_a_size_the_cost_estimate_rules_out_is_refused_up_front(
+    tiny_gpt2, tmp_path, capsys, extra, message
+):
+    pairs = tmp_path / "pairs.jsonl"
+    row = {"clean": "w1 w2 w3 w4 w5", "corrupt": "w5 w6 w7 w8 w9", "answer": "w9", "wrong": "w10"}
+    pairs.write_text(json.dumps(row) + "\n")
+    args = [*local_run_args(tiny_gpt2, pairs, tmp_path / "results"), "components.sites=[neuron]"]
+    code, out, err = run_cli([*args, "components.positions=each", *extra], capsys)
+    assert code != 0 and re.match(message, err.strip()) and len(err.strip().splitlines()) == 1
+    assert not list((tmp_path / "results").rglob("cache/truth/*.json"))  # refused before any pass

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
+from dataclasses import replace
 
+import numpy as np
+import pytest
 import torch
 
-from harness.ground_truth import compute_ground_truth, ground_truth
-from tests.helpers import make_context, random_batch
+from harness.adapter import ModelShape
+from harness.components import enumerate_components
+from harness.context import CostCounter
+from harness.errors import HarnessError
+from harness.ground_truth import (
+    check_truth_sample,
+    compute_ground_truth,
+    ground_truth,
+    sample_truth,
+)
+from tests.helpers import local_run_args, make_context, random_batch
 
 
 def test_cache_hit_miss_and_corruption(tiny_gpt2, tmp_path):
@@ -53,3 +66,117 @@ def test_noising_and_denoising_truths_differ_and_metrics_swap(tiny_gpt2):
     effects_d, base_d, source_d = compute_ground_truth(denoising)
     assert base_n == source_d and source_n == base_d
     assert not torch.allclose(effects_n, effects_d)
+
+
+def test_sample_is_stratified_by_site_and_layer_and_fixed_by_the_seed():
+    shape = ModelShape(n_layers=3, n_heads=4, d_head=2, d_model=8, n_ctx=8, d_mlp=16)
+    components = enumerate_components(shape, ["head", "neuron"], "all", 4)  # 60 components
+    picked = sample_truth(components, 15, seed=0)
+    assert len(picked) == 15 and list(picked) == sorted(set(picked.tolist()))
+    strata = Counter((components[i].site, components[i].layer) for i in picked)
+    assert strata == {
+        (site, layer): 1 if site == "head" else 4
+        for site in ("head", "neuron")
+        for layer in range(3)
+    }
+    assert np.array_equal(picked, sample_truth(components, 15, seed=0))
+    assert not np.array_equal(picked, sample_truth(components, 15, seed=1))
+    assert len(sample_truth(components, 0.5, seed=0)) == 30
+    assert len(sample_truth(components, 0.01, seed=0)) == 1  # a fraction rounds up
+    for everything in (None, 60, 1000, 1.0):
+        assert sample_truth(components, everything, seed=0) is None
+
+
+@pytest.mark.parametrize("bad", [0, -3, 1.5, 0.0, True, "10"])
+def test_bad_sample_is_one_line(bad):
+    with pytest.raises(
+        HarnessError,
+        match=r"^truth.sample must be null \(every component\), a "
+        r"positive integer count or a fraction in \(0, 1\], got .*$",
+    ):
+        check_truth_sample(bad)
+
+
+def test_cached_truths_of_a_subset_are_reused_and_merged(tiny_gpt2, tmp_path):
+    ctx, fingerprint = make_context(tiny_gpt2, random_batch(3, 6, seed=2), sites=("neuron",))
+    universe = list(ctx.components)
+    first = replace(ctx, components=[universe[i] for i in sample_truth(universe, 20, 0)])
+    a = ground_truth(first, fingerprint, tmp_path, universe=universe)
+    assert not a.cached and a.cost["n_sequences"] > 0
+    # a subset of what is cached: nothing is patched
+    inner = replace(first, components=first.components[::3])
+    b = ground_truth(inner, fingerprint, tmp_path, universe=universe)
+    assert b.cached and b.key == a.key and torch.equal(b.effects, a.effects[::3])
+    # a larger set: only the components not cached yet are patched, then all are merged
+    more = sample_truth(universe, 40, 1)
+    new = [universe[i] for i in more if universe[i] not in first.components]
+    outer = replace(ctx, components=[universe[i] for i in more])
+    c = ground_truth(outer, fingerprint, tmp_path, universe=universe)
+    assert not c.cached and 0 < len(new) < len(more)
+    only_new = CostCounter()
+    compute_ground_truth(replace(ctx, components=new, cost=only_new))
+    assert c.cost["n_sequences"] == only_new.n_sequences
+    whole = compute_ground_truth(ctx)[0]
+    position = {comp: i for i, comp in enumerate(universe)}
+    expected = whole[[position[comp] for comp in outer.components]]
+    torch.testing.assert_close(c.effects, expected, rtol=1e-9, atol=1e-12)
+    everything = ground_truth(ctx, fingerprint, tmp_path)  # the full set shares the entry
+    assert everything.key == a.key and not everything.cached
+    again = ground_truth(ctx, fingerprint, tmp_path)
+    assert again.cached
+    torch.testing.assert_close(again.effects, whole, rtol=1e-9, atol=1e-12)
+
+
+def _pairs(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    rows = [
+        {"clean": "w1 w2 w3 w4 w12", "corrupt": "w5 w6 w7 w8 w12", "answer": "w9", "wrong": "w10"},
+        {"clean": "w2 w3 w4 w5 w13", "corrupt": "w6 w7 w8 w9 w13", "answer": "w9", "wrong": "w11"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_sampled_run_scores_the_sample_with_intervals(tiny_gpt2, tmp_path, capsys):
+    import pandas as pd
+
+    from tests.test_cli import run_cli
+
+    args = local_run_args(tiny_gpt2, _pairs(tmp_path), tmp_path / "results")
+    code, out, err = run_cli(
+        [*args, "components.sites=[neuron]", "truth.sample=12", "truth.bootstrap=200"], capsys
+    )
+    assert code == 0, err
+    assert "(truth patched on a sample of 12)" in out and "spearman 95% CI [" in out
+    run = next((tmp_path / "results" / "runs").glob("*/*/summary.json"))
+    summary = json.loads(run.read_text())
+    assert summary["n_components"] == 3 * 128 and summary["n_truth"] == 12
+    lo, hi = summary["spearman_ci_lo"], summary["spearman_ci_hi"]
+    assert lo <= summary["spearman"] <= hi and summary["spearman_ci_width"] == pytest.approx(
+        hi - lo
+    )
+    assert "flag_precision" in summary and "bound_coverage" in summary and "cpr" in summary
+    frame = pd.read_parquet(run.parent / "estimates.parquet")
+    assert len(frame) == 384 and frame["sampled"].sum() == 12
+    assert frame["estimate"].notna().all() and frame["neuron"].between(0, 127).all()
+    sampled, rest = frame[frame["sampled"]], frame[~frame["sampled"]]
+    assert sampled["truth"].notna().all() and rest["truth"].isna().all()
+    assert sampled["unreliable"].notna().all() and rest["unreliable"].isna().all()
+    assert rest["atp_bound_lo"].isna().all() and sampled["atp_bound_lo"].notna().all()
+    assert sorted(sampled.groupby("layer").size()) == [4, 4, 4]  # stratified by layer
+    from harness.plots import close, reliability_pr, run_figures
+
+    close([*run_figures(frame, summary).values(), reliability_pr(frame)])  # nulls are drawn
+    import wandb
+
+    assert len(wandb.Table(dataframe=frame).data) == 384  # the W&B table takes the nulls
+    for bad, message in [
+        ("truth.sample=0", "truth.sample must be null (every component), a positive integer"),
+        ("truth.sample=1.5", "or a fraction in (0, 1], got 1.5"),
+        ("truth.bootstrap=-1", "truth.bootstrap must be an integer >= 0, got -1"),
+        ("truth.confidence=1", "truth.confidence must be in (0, 1), got 1"),
+        ("max_fwd_equiv=0", "max_fwd_equiv must be in (0, inf), got 0"),
+    ]:
+        code, _, err = run_cli([*args, bad], capsys)
+        assert code != 0 and err.strip().splitlines() == [f"error: {err.strip()[7:]}"]
+        assert message in err

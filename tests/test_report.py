@@ -380,3 +380,31 @@ def test_undefined_scores_are_missing_in_tables(tmp_path):
     assert len(rows) == 1 and rows[0][3].strip() == "-"
     results = pd.read_parquet(tmp_path / "report" / "results.parquet").set_index("model")
     assert pd.isna(results.loc["b", "spearman"]) and results.loc["a", "spearman"] == 0.9
+
+
+def test_tables_show_the_spearman_interval_and_the_truth_sample():
+    from harness.report import table_frames, to_markdown
+
+    rows = [
+        {
+            "model": "m",
+            "task": "t",
+            "method": "atp",
+            "spearman": 0.8,
+            "spearman_ci_lo": 0.7,
+            "spearman_ci_hi": 0.9,
+            "spearman_ci_width": 0.2,
+            "n_truth": 1000,
+        },
+    ]
+    markdown = to_markdown(table_frames(pd.DataFrame(rows)))
+    header = next(line for line in markdown.splitlines() if line.startswith("| model"))
+    for label in ("Spearman CI lo", "Spearman CI hi", "Spearman CI width", "truth n"):
+        assert f" {label} |" in header
+    row = next(line for line in markdown.splitlines() if line.startswith("| m "))
+    assert row.split("|")[3:8] == [
+        f" {v:>{w}} "
+        for v, w in zip(
+            ("0.800", "0.700", "0.900", "0.200", "1000"), (8, 14, 14, 17, 7), strict=True
+        )
+    ]

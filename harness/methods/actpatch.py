@@ -14,6 +14,7 @@ batched engine equals one forward pass per component).
 from __future__ import annotations
 
 from harness.context import AttributionContext
+from harness.cost import FORWARD, CostEstimate, per_component_cost
 from harness.methods.base import Method, MethodOutput
 from harness.patching import collect_activations, patch_effects, site_names
 
@@ -22,6 +23,10 @@ class ActivationPatching(Method):
     """Exact activation patching of each component, batched."""
 
     options = {}
+
+    def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
+        cost = per_component_cost(len(ctx.components), 1, FORWARD)
+        return CostEstimate(cost, "1 patched forward per component")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         names = site_names(ctx.components)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from harness.components import reduce_per_component
 from harness.context import AttributionContext
+from harness.cost import BACKWARD, FORWARD, CostEstimate
 from harness.methods.base import Method, MethodOutput
 from harness.patching import collect_activations, metric_gradients, site_names
 
@@ -23,6 +24,9 @@ class AttributionPatching(Method):
 
     options = {}
     bound = "atp"
+
+    def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
+        return CostEstimate(2 * FORWARD + BACKWARD, "2 forwards and 1 backward")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         names = site_names(ctx.components)

@@ -54,6 +54,7 @@ import torch
 
 from harness.components import reduce_per_component
 from harness.context import AttributionContext
+from harness.cost import BACKWARD, FORWARD, CostEstimate
 from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
 from harness.patching import Activations, collect_activations, metric_gradients, site_names
@@ -97,6 +98,14 @@ class AtPStar(Method):
                     f"option {key} of method {self.slug or 'atp_star'!r} must be true or false, "
                     f"got {value!r}; accepted: true, false"
                 )
+
+    def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
+        cost = 2 * FORWARD + BACKWARD
+        if self.config["qk_fix"] and any(c.site == "head" for c in ctx.components):
+            cost += 4 * FORWARD  # the heads' base pass and three patched copies
+        if self.config["graddrop"]:
+            cost += ctx.model.shape.n_layers * (FORWARD + BACKWARD)
+        return CostEstimate(cost, "AtP + the QK fix's passes + GradDrop's one per layer")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         names = site_names(ctx.components)

@@ -19,6 +19,7 @@ import torch
 from harness.config import Range
 from harness.config_files import lazy_registry
 from harness.context import AttributionContext
+from harness.cost import CostEstimate
 from harness.errors import HarnessError
 from harness.registry import Registry, import_object
 
@@ -65,6 +66,11 @@ class Method(ABC):
     @abstractmethod
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         """Estimate every component's effect."""
+
+    def cost_estimate(self, ctx: AttributionContext) -> CostEstimate | None:
+        """The estimated cost of :meth:`estimate` on ``ctx`` before running it, in forward
+        equivalents (:mod:`harness.cost`), checked against ``max_fwd_equiv``; None: unknown."""
+        return None
 
 
 METHODS: Registry[Method] = lazy_registry("method", "method", Method)

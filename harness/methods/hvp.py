@@ -29,6 +29,7 @@ import torch
 
 from harness.components import reduce_per_component
 from harness.context import AttributionContext
+from harness.cost import BACKWARD, FORWARD, HVP, PER_PATH_POINT, CostEstimate, per_component_cost
 from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
 from harness.patching import Activations, collect_activations, site_names
@@ -48,6 +49,14 @@ class HessianVectorProduct(Method):
         mode = self.config["mode"]
         if mode not in MODES:
             raise HarnessError(unknown_choice(f"{self.slug or 'hvp'} mode", mode, list(MODES)))
+
+    def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
+        if self.config["mode"] == "shared":
+            sites = len(site_names(ctx.components))
+            cost = 2 * FORWARD + BACKWARD + sites * HVP
+            return CostEstimate(cost, f"2 forwards, 1 backward and {sites} HVPs")
+        cost = per_component_cost(len(ctx.components), 1, PER_PATH_POINT)
+        return CostEstimate(cost, "1 forward, backward and HVP per component")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         names = site_names(ctx.components)

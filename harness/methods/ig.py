@@ -42,6 +42,7 @@ from captum.attr._utils.approximation_methods import (
 
 from harness.components import group_by_hook, reduce_per_component
 from harness.context import AttributionContext
+from harness.cost import BACKWARD, FORWARD, CostEstimate, per_component_cost
 from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
 from harness.methods.ms_hvp import check_steps
@@ -67,6 +68,15 @@ class IntegratedGradients(Method):
             raise HarnessError(unknown_choice(f"{slug} integration", rule, SUPPORTED_METHODS))
         # captum's Riemann rules need two points or more.
         check_steps(slug, self.config["steps"], 2 if rule in SUPPORTED_RIEMANN_METHODS else 1)
+
+    def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
+        steps, step = self.config["steps"], FORWARD + BACKWARD
+        if self.config["path"] == "joint":
+            sites = len(site_names(ctx.components))
+            cost = 2 * FORWARD + sites * (steps * step + 3 * FORWARD)
+            return CostEstimate(cost, f"{steps} forward/backward steps for each of {sites} sites")
+        cost = per_component_cost(len(ctx.components), steps, step)
+        return CostEstimate(cost, f"{steps} forward/backward steps per component")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         if self.config["path"] == "component":

@@ -38,6 +38,7 @@ import torch
 
 from harness.config import Range
 from harness.context import AttributionContext
+from harness.cost import PER_PATH_POINT, CostEstimate, per_component_cost
 from harness.methods.base import Method, MethodOutput
 from harness.patching import collect_activations, site_names
 from harness.second_order import path_derivatives
@@ -95,6 +96,11 @@ class IntegratedHessians(Method):
 
     options = {"steps": 32}
     ranges = {"steps": Range(lo=1, hi=MAX_STEPS, integer=True)}
+
+    def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
+        steps = self.config["steps"]
+        cost = per_component_cost(len(ctx.components), steps, PER_PATH_POINT)
+        return CostEstimate(cost, f"{steps} forward/backward/HVP points per component")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         steps, count = int(self.config["steps"]), len(ctx.components)

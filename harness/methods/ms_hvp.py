@@ -20,6 +20,7 @@ import torch
 
 from harness.config import POSITIVE_INT, Range
 from harness.context import AttributionContext
+from harness.cost import PER_PATH_POINT, CostEstimate, per_component_cost
 from harness.methods.base import Method, MethodOutput
 from harness.patching import collect_activations, site_names
 from harness.second_order import path_derivatives
@@ -36,6 +37,11 @@ class MultiStepHVP(Method):
 
     options = {"steps": 8}
     ranges = {"steps": POSITIVE_INT}
+
+    def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
+        steps = self.config["steps"]
+        cost = per_component_cost(len(ctx.components), steps, PER_PATH_POINT)
+        return CostEstimate(cost, f"{steps} forward/backward/HVP steps per component")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         steps = self.config["steps"]

@@ -28,6 +28,7 @@ import torch
 from harness.components import reduce_per_component
 from harness.config import FRACTION, POSITIVE_INT, Range
 from harness.context import AttributionContext
+from harness.cost import BACKWARD, FORWARD, PER_PATH_POINT, CostEstimate
 from harness.diagnostics import SCORES, flag_components
 from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
@@ -57,6 +58,15 @@ class ScreenFlagFix(Method):
             raise HarnessError(unknown_choice("sff score", cfg["score"], list(SCORES)))
         if cfg["fix"] not in FIXES:
             raise HarnessError(unknown_choice("sff fix", cfg["fix"], list(FIXES)))
+
+    def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
+        cfg, count = self.config, len(ctx.components)
+        score = {"delta_norm": 0.0, "grad_disagreement": FORWARD + BACKWARD}
+        cost = 2 * FORWARD + BACKWARD + score.get(cfg["score"], count * PER_PATH_POINT)
+        flagged = count if cfg["threshold"] is not None else cfg["flag_fraction"] * count
+        per_fix = {"hvp": PER_PATH_POINT, "ms_hvp": cfg["steps"] * PER_PATH_POINT}
+        cost += flagged * per_fix.get(cfg["fix"], FORWARD)
+        return CostEstimate(cost, f"AtP + the score + the {cfg['fix']} fix of {flagged:g} flagged")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         cfg = self.config
