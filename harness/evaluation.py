@@ -139,9 +139,18 @@ def _scores_of_rows(est: np.ndarray, truth: np.ndarray, k: int) -> dict[str, np.
         "rel_error": rel,
         "spearman": _row_pearson(stats.rankdata(est, axis=1), stats.rankdata(truth, axis=1)),
         "kendall": _row_kendall(est, truth),
-        "sign_agreement": (np.sign(est) == np.sign(truth)).mean(axis=1),
-        "topk_recall": _row_topk(est, truth, k),
+        # the same undefined cases as score_estimates: no sign / no ranking in the truth row
+        "sign_agreement": np.where(
+            np.any(truth != 0, axis=1), (np.sign(est) == np.sign(truth)).mean(axis=1), np.nan
+        ),
+        "topk_recall": np.where(_rows_have_ranking(truth), _row_topk(est, truth, k), np.nan),
     }
+
+
+def _rows_have_ranking(truth: np.ndarray) -> np.ndarray:
+    """:func:`has_ranking` of each row of ``truth`` [B, n]."""
+    magnitude = np.abs(truth)
+    return np.any(magnitude != magnitude[:, :1], axis=1)
 
 
 def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
