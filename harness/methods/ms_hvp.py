@@ -16,13 +16,16 @@ patching falls as K grows 4 -> 16 -> 64; zero when base == source).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from harness.context import AttributionContext
 from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
-from harness.patching import collect_activations, site_names
+from harness.patching import Activations, collect_activations, site_names
 from harness.second_order import path_derivatives
+from harness.types import Component
 
 
 def check_steps(slug: str, value: object, minimum: int = 1) -> int:
@@ -41,15 +44,28 @@ class MultiStepHVP(Method):
         check_steps(self.slug or "ms_hvp", self.config["steps"])
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
-        steps = self.config["steps"]
-        count = len(ctx.components)
         names = site_names(ctx.components)
         _, base = collect_activations(ctx, ctx.base_tokens, names)
         _, source = collect_activations(ctx, ctx.source_tokens, names)
-        t = (torch.arange(steps, dtype=torch.float64) / steps).repeat_interleave(count)
-        first, curvature = path_derivatives(
-            ctx, list(ctx.components) * steps, base, source, t=t, desc="multi-step HVP"
-        )
-        h = 1.0 / steps
-        terms = first.view(steps, count) * h + curvature.view(steps, count) * h**2 / 2
-        return MethodOutput(estimates=terms.sum(dim=0))
+        steps = self.config["steps"]
+        return MethodOutput(estimates=multi_step(ctx, ctx.components, base, source, steps))
+
+
+def multi_step(
+    ctx: AttributionContext,
+    components: Sequence[Component],
+    base: Activations,
+    source: Activations,
+    steps: int,
+) -> torch.Tensor:
+    """sum_k f_c'(t_k) h + f_c''(t_k) h^2 / 2 (float64 [len(components)]): every (step,
+    component) pair in the same batched passes of
+    :func:`harness.second_order.path_derivatives`."""
+    count = len(components)
+    t = (torch.arange(steps, dtype=torch.float64) / steps).repeat_interleave(count)
+    first, curvature = path_derivatives(
+        ctx, list(components) * steps, base, source, t=t, desc="multi-step HVP"
+    )
+    h = 1.0 / steps
+    terms = first.view(steps, count) * h + curvature.view(steps, count) * h**2 / 2
+    return terms.sum(dim=0)
