@@ -55,6 +55,7 @@ class RunConfig:
     seed: int = 0
     n_prompts: Optional[int] = None  # noqa: UP045
     batch_size: int = 64
+    memory_gb: Optional[float] = None  # noqa: UP045 - working memory of one batched pass
     device: Optional[str] = None  # noqa: UP045
     dtype: Optional[str] = None  # noqa: UP045
     metric: str = "logit_diff"

@@ -68,6 +68,9 @@ class AttributionContext:
     progress: bool = False
     memory_bytes: int | None = None
     """The memory budget of one batched pass (None: :func:`harness.budget.default_budget_bytes`)."""
+    truth: torch.Tensor | None = None
+    """The true effects [n_components] when the run has computed them (``actpatch`` reads
+    them instead of recomputing)."""
     chunks: dict[str, dict[str, float]] = field(default_factory=dict)
     """The chunk plans used, by pass name (:func:`harness.budget.chunk_plan`; shared by
     :meth:`subset` and :meth:`with_cost` copies)."""

@@ -129,14 +129,20 @@ def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
         direction=cfg.direction,
         batch_size=cfg.batch_size,
         progress=bool(cfg.progress),
+        memory_bytes=memory_bytes(cfg.get("memory_gb")),
     )
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
     truth = ground_truth(ctx, loaded.fingerprint, cache_dir)
+    ctx.truth = truth.effects
 
     forward_s = time_forward(ctx)  # one clean forward of the prompt batch (after a warm-up)
     start = time.perf_counter()
     output = method.estimate(ctx)
     wall_s = time.perf_counter() - start
+    method_cost = ctx.cost.as_dict()
+    if output.summary.get("reads_truth"):  # actpatch: the method's cost is the truth's
+        wall_s = float(truth.cost.get("wall_s", wall_s))
+        method_cost = {k: int(truth.cost.get(k, 0)) for k in method_cost}
     peak_mb = peak_mem_mb(loaded.adapter.device)
     estimates = output.estimates.detach().double().cpu().numpy()
     check_finite(method.name, estimates, components)
@@ -205,7 +211,10 @@ def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
         "fwd_equiv": wall_s / forward_s if forward_s > 0 else None,
         "peak_mem_mb": peak_mb,
         **output.summary,
-        **{k: v for k, v in ctx.cost.as_dict().items()},
+        **method_cost,
+        "memory_budget_gb": ctx.memory_bytes / 2**30,
+        "chunks": dict(ctx.chunks),
+        "peak_mem_mb_run": peak_mem_mb(loaded.adapter.device),
         "clean_metric": truth.base_metric if cfg.direction == "noising" else truth.source_metric,
         "corrupt_metric": truth.source_metric if cfg.direction == "noising" else truth.base_metric,
         "n_components": len(components),
@@ -224,6 +233,14 @@ def run_one(cfg: Any, out_dir: Path, key: str | None = None) -> RunRecord:
         atomic_write_parquet(out_dir / "circuit_curve.parquet", curve)
     atomic_write_json(out_dir / "summary.json", summary)
     return RunRecord(summary=summary, estimates=frame, out_dir=out_dir)
+
+
+def memory_bytes(memory_gb: Any) -> int | None:
+    """The ``memory_gb`` setting in bytes (None: the default of :mod:`harness.budget`)."""
+    from harness.budget import GB, check_memory_gb
+
+    value = check_memory_gb(memory_gb)
+    return None if value is None else int(value * GB)
 
 
 def check_finite(method: str, values: Any, components: list) -> None:
