@@ -8,8 +8,9 @@ Source: a composite second-order Taylor rule applied to the patching path of att
 patching (Nanda 2023; Kramar et al. 2024, AtP*), the multi-step analogue of Integrated Gradients'
 path integral (Sundararajan et al. 2017).
 Sign: that of the true effect L(patched) - L(base) (noising: base clean, source corrupt).
-Cost: two unpatched forwards, then K x n_components evaluations of f' and f'' packed
-``batch_size // n_prompts`` per pass, each pass one forward, one backward and one HVP.
+Cost: two unpatched forwards, then K x n_components evaluations of f' and f'' packed as many per
+pass as the memory budget allows, each pass one forward (from the components' layers), one
+backward and one HVP.
 Proved by: tests/methods/test_ms_hvp.py (K = 1 equals hvp exact; the error against activation
 patching falls as K grows 4 -> 16 -> 64; zero when base == source).
 """
