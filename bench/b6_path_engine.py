@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--sites", default="resid_pre")
     parser.add_argument("--positions", default="each")
     parser.add_argument("--skip-full", action="store_true", help="skip the reference engine")
+    parser.add_argument("--memory-gb", type=float, default=None, help="the run's memory_gb")
     args = parser.parse_args()
 
     from harness.patching import collect_activations, patch_effects, site_names
@@ -38,6 +39,8 @@ def main() -> None:
 
     loaded, batch = setup_benchmark(args, "logit_diff, noising")
     ctx = context(loaded, batch, args.sites.split(","), args.positions)
+    if args.memory_gb:
+        ctx.memory_bytes = int(args.memory_gb * 2**30)
     device = loaded.adapter.device
     count = len(ctx.components)
     print(f"{count} components ({args.sites}, positions={args.positions})")
