@@ -40,6 +40,19 @@ _SITE_HOOKS: dict[str, str] = {
 }
 
 
+_UNEMBED_IN = "unembed.hook_in"
+
+
+def _gather_hook(read_pos: torch.Tensor) -> HookFn:
+    """A hook keeping one position per row (``read_pos`` [rows]): [rows, seq, d] -> [rows, 1, d]."""
+
+    def hook(act: torch.Tensor, hook: object) -> torch.Tensor:
+        rows = torch.arange(act.shape[0], device=act.device)
+        return act[rows, read_pos.to(act.device)].unsqueeze(1)
+
+    return hook
+
+
 def site_hook_name(site: str, layer: int) -> str:
     """TransformerLens hook name of a component site at a layer."""
     return _SITE_HOOKS[site].format(layer=layer)
@@ -101,6 +114,7 @@ class ModelShape:
     n_ctx: int
     d_mlp: int = 0
     sites: tuple[str, ...] = ()
+    d_vocab: int = 0
 
 
 class ModelAdapter:
@@ -121,6 +135,7 @@ class ModelAdapter:
             d_model=int(cfg.d_model),
             n_ctx=int(getattr(cfg, "n_ctx", 0) or 0),
             d_mlp=0 if getattr(cfg, "attn_only", False) else int(getattr(cfg, "d_mlp", 0) or 0),
+            d_vocab=int(getattr(cfg, "d_vocab", 0) or 0),
         )
         self._hook_names = set(bridge.hook_dict)
         self.shape.sites = tuple(
@@ -150,10 +165,23 @@ class ModelAdapter:
             raise HarnessError(f"model {self.name!r} has no hook {name!r}")
         return self.bridge.hook_dict[name]
 
-    def run(self, tokens: torch.Tensor, hooks: Sequence[tuple[str, HookFn]] = ()) -> torch.Tensor:
-        """Logits [batch, pos, vocab] of one forward pass with ``hooks`` applied."""
+    def run(
+        self,
+        tokens: torch.Tensor,
+        hooks: Sequence[tuple[str, HookFn]] = (),
+        read_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits [batch, pos, vocab] of one forward pass with ``hooks`` applied.
+
+        ``read_pos`` [batch] (absolute positions): the unembedding runs at one position per row
+        only and the logits are [batch, 1, vocab] (where the model exposes the unembedding's
+        input hook; otherwise all positions are returned).
+        """
+        hooks = list(hooks)
+        if read_pos is not None and _UNEMBED_IN in self._hook_names:
+            hooks.append((_UNEMBED_IN, _gather_hook(read_pos)))
         if hooks:
-            return self.bridge.run_with_hooks(tokens, fwd_hooks=list(hooks))
+            return self.bridge.run_with_hooks(tokens, fwd_hooks=hooks)
         return self.bridge(tokens)
 
     def cache(

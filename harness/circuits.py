@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from harness.budget import chunk_plan
 from harness.components import group_by_hook, slice_index
 from harness.context import AttributionContext
-from harness.patching import collect_activations, site_names
+from harness.patching import collect_activations, full_batches, pass_row_bytes, site_names
 from harness.task_metric import per_prompt_metric
 from harness.types import Component
 
@@ -51,26 +52,27 @@ def patched_metric_of_sets(
     its corrupt value (one replicated copy of the prompts per set)."""
     n = ctx.batch.n
     totals = np.zeros(len(patch_sets))
-    per_pass = max(1, ctx.batch_size // min(n, ctx.batch_size))
-    for rows in ctx.prompt_chunks(min(n, ctx.batch_size)):
+    row_cost = pass_row_bytes(ctx, "forward", fast=False)
+    plan = chunk_plan(ctx, len(patch_sets), row_cost, "circuits")
+    for rows, chunk in full_batches(ctx, len(patch_sets), plan, "circuits"):
         m = rows.stop - rows.start
-        for start in range(0, len(patch_sets), per_pass):
-            chunk = list(range(start, min(start + per_pass, len(patch_sets))))
-            copies = len(chunk)
-            targets: dict[str, list[tuple[int, tuple]]] = {}
-            for j, set_index in enumerate(chunk):
-                members = [components[i] for i in patch_sets[set_index]]
-                for name, idx in group_by_hook(members).items():
-                    targets.setdefault(name, []).extend((j, slice_index(members[i])) for i in idx)
-            hooks = [
-                (name, _set_hook(pairs, corrupt_acts[name][rows], copies))
-                for name, pairs in targets.items()
-            ]
-            with torch.no_grad():
-                logits = ctx.model.run(clean[rows].repeat(copies, 1), hooks)
-            ctx.cost.forward(copies * m)
-            values = per_prompt_metric(logits, ctx.batch.select(rows), ctx.metric, copies)
-            totals[chunk] += values.view(copies, m).double().sum(dim=1).cpu().numpy()
+        copies = len(chunk)
+        targets: dict[str, list[tuple[int, tuple]]] = {}
+        for j, set_index in enumerate(chunk):
+            members = [components[i] for i in patch_sets[set_index]]
+            for name, idx in group_by_hook(members).items():
+                targets.setdefault(name, []).extend((j, slice_index(members[i])) for i in idx)
+        hooks = [
+            (name, _set_hook(pairs, corrupt_acts[name][rows], copies))
+            for name, pairs in targets.items()
+        ]
+        with torch.no_grad():
+            logits = ctx.model.run(
+                clean[rows].repeat(copies, 1), hooks, read_pos=ctx.batch.last[rows].repeat(copies)
+            )
+        ctx.cost.forward(copies * m)
+        values = per_prompt_metric(logits, ctx.batch.select(rows), ctx.metric, copies)
+        totals[chunk] += values.view(copies, m).double().sum(dim=1).cpu().numpy()
     return totals / n
 
 

@@ -130,6 +130,9 @@ class RunConfig:
     seed: int = bounded(0, Range(lo=0, hi=2**32 - 1, integer=True))  # any library can seed
     n_prompts: Optional[int] = bounded(None, POSITIVE_INT, optional=True)  # noqa: UP045
     batch_size: int = bounded(64, POSITIVE_INT)
+    memory_gb: Optional[float] = bounded(  # noqa: UP045 - working memory of one batched pass
+        None, Range(lo=0, lo_open=True), optional=True
+    )
     device: Optional[str] = None  # noqa: UP045
     dtype: Optional[str] = None  # noqa: UP045
     metric: str = "logit_diff"

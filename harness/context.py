@@ -66,11 +66,24 @@ class AttributionContext:
     batch_size: int = 64
     cost: CostCounter = field(default_factory=CostCounter)
     progress: bool = False
+    memory_bytes: int | None = None
+    """The memory budget of one batched pass (None: :func:`harness.budget.default_budget_bytes`)."""
+    truth: torch.Tensor | None = None
+    """The true effects [n_components] when the run has computed them (``actpatch`` reads
+    them instead of recomputing)."""
+    chunks: dict[str, dict[str, float]] = field(default_factory=dict)
+    """The chunk plans used, by pass name (:func:`harness.budget.chunk_plan`; shared by
+    :meth:`subset` and :meth:`with_cost` copies)."""
 
     def __post_init__(self) -> None:
         check_direction(self.direction)
         if self.batch_size < 1:
             raise HarnessError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.memory_bytes is None:
+            from harness.budget import default_budget_bytes
+
+            weights = sum(p.numel() * p.element_size() for p in self.model.bridge.parameters())
+            self.memory_bytes = default_budget_bytes(self.model.device, weights)
 
     @property
     def base_tokens(self) -> torch.Tensor:

@@ -52,37 +52,57 @@ _TINY = 1e-12
 
 @dataclass
 class PathQuantities:
-    """Per-component f'(0), f''(0), f'(1), f''(1) (float64 [n]) and the site tensors."""
+    """Per-component f'(0), f''(0) and (both ends) f'(1), f''(1) (float64 [n]), and the site
+    tensors."""
 
-    first0: torch.Tensor
-    second0: torch.Tensor
-    first1: torch.Tensor
-    second1: torch.Tensor
+    first0: torch.Tensor | None
+    second0: torch.Tensor | None
+    first1: torch.Tensor | None
+    second1: torch.Tensor | None
     base: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
     source: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
 
 
-def path_quantities(ctx: AttributionContext) -> PathQuantities:
-    """First and second path derivatives at both ends of every component's path."""
+def path_quantities(
+    ctx: AttributionContext, both_ends: bool = True, tensors: PathQuantities | None = None
+) -> PathQuantities:
+    """First and second path derivatives at t=0 (and ``both_ends``: t=1) of every component's
+    path, all in one batched call of :func:`harness.second_order.path_derivatives`
+    (``tensors``: reuse its site tensors instead of collecting them)."""
     names = site_names(ctx.components)
-    _, base = collect_activations(ctx, ctx.base_tokens, names)
-    _, source = collect_activations(ctx, ctx.source_tokens, names)
-    first0, second0 = path_derivatives(ctx, ctx.components, base, source, t=0.0)
-    first1, second1 = path_derivatives(ctx, ctx.components, base, source, t=1.0)
-    return PathQuantities(first0, second0, first1, second1, base, source)
+    if tensors is not None:
+        base, source = tensors.base, tensors.source
+    else:
+        _, base = collect_activations(ctx, ctx.base_tokens, names)
+        _, source = collect_activations(ctx, ctx.source_tokens, names)
+    count = len(ctx.components)
+    if not both_ends:
+        first0, second0 = path_derivatives(ctx, ctx.components, base, source, t=0.0)
+        return PathQuantities(first0, second0, None, None, base, source)
+    t = torch.cat([torch.zeros(count), torch.ones(count)]).double()
+    first, second = path_derivatives(ctx, list(ctx.components) * 2, base, source, t=t)
+    return PathQuantities(
+        first[:count], second[:count], first[count:], second[count:], base, source
+    )
 
 
 def reliability_scores(
-    ctx: AttributionContext, which: Sequence[str], path: PathQuantities | None = None
+    ctx: AttributionContext,
+    which: Sequence[str],
+    path: PathQuantities | None = None,
+    base_grads: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The requested reliability scores, each float64 [n_components]."""
+    """The requested reliability scores, each float64 [n_components].
+
+    ``path`` (optional): the path quantities (with the site tensors) already computed;
+    ``base_grads`` (optional): dL/da of the base run at every site, already computed."""
     for name in which:
         if name not in SCORES:
             raise HarnessError(unknown_choice("reliability score", name, list(SCORES)))
     names = site_names(ctx.components)
     out: dict[str, torch.Tensor] = {}
-    if path is None and "curvature_ratio" in which:
-        path = path_quantities(ctx)
+    if (path is None or path.first0 is None) and "curvature_ratio" in which:
+        path = path_quantities(ctx, both_ends=False, tensors=path)
     if path is not None:
         base, source = path.base, path.source
     else:
@@ -97,7 +117,9 @@ def reliability_scores(
         )
         out["delta_norm"] = squares.sqrt().cpu()
     if "grad_disagreement" in which:
-        _, _, g_base = metric_gradients(ctx, ctx.base_tokens, names)
+        g_base = base_grads
+        if g_base is None:
+            _, _, g_base = metric_gradients(ctx, ctx.base_tokens, names)
         _, _, g_source = metric_gradients(ctx, ctx.source_tokens, names)
         atp_base = reduce_per_component({k: delta[k] * g_base[k] for k in names}, ctx.components)
         atp_source = reduce_per_component(

@@ -30,16 +30,19 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
+from harness.adapter import BlockInputs
+from harness.budget import ChunkPlan, chunk_plan, row_bytes
 from harness.components import group_by_hook, hook_of, slice_index
 from harness.context import AttributionContext
+from harness.errors import HarnessError
 from harness.task_metric import per_prompt_metric
-from harness.types import Component
+from harness.types import Component, PromptBatch
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +81,34 @@ def patch_effects(
 
     ``source`` holds the source run's activations at every site of ``components``;
     ``base_metric`` [n] is the per-prompt metric of the unpatched base run. Each forward pass
-    stacks k copies of up to ``batch_size // k`` prompts, copy j patching one component, and
-    runs only the layers and positions the patches can change (module docstring); the result
-    equals :func:`patch_effects_full` up to floating-point rounding.
+    stacks k copies of a prompt chunk, copy j patching one component (k and the chunk from
+    :func:`harness.budget.chunk_plan`), and runs only the layers and positions the patches can
+    change (module docstring); the result equals :func:`patch_effects_full` up to rounding.
     """
     effects = torch.zeros(len(components), dtype=torch.float64, device=base_metric.device)
-    if components and _patch_fast(ctx, components, source, base_metric, desc, effects):
-        return effects / ctx.batch.n
-    return patch_effects_full(ctx, components, source, base_metric, desc)
+    if not components:
+        return effects
+    plan = chunk_plan(ctx, len(components), pass_row_bytes(ctx, "forward"), "activation patching")
+    sums = torch.zeros_like(effects)
+    try:
+        for rows, batch in copy_batches(ctx, components, plan, desc):
+            hooks = [
+                (
+                    name,
+                    _replace_hook(targets, source[name][rows][:, batch.p0 : batch.stop], batch.m),
+                )
+                for name, targets in batch.targets(components).items()
+            ]
+            with torch.no_grad():
+                logits = batch.run(ctx, hooks)
+            patched = per_prompt_metric(logits, batch.sub, ctx.metric, batch.copies)
+            diff = patched.view(batch.copies, batch.m).double() - base_metric[rows].double()
+            diff = diff.masked_fill(~batch.live, 0.0)
+            sums[batch.index(sums.device)] += diff.sum(dim=1).to(sums.device)
+    except FastPathUnavailable as err:
+        _warn(ctx.model.name, err.reason, str(err))
+        return patch_effects_full(ctx, components, source, base_metric, desc)
+    return (effects + sums) / ctx.batch.n
 
 
 def patch_effects_full(
@@ -99,15 +122,10 @@ def patch_effects_full(
     of patched copies: the reference engine, and the fallback of the fast path."""
     n = ctx.batch.n
     effects = torch.zeros(len(components), dtype=torch.float64, device=base_metric.device)
-    prompt_rows = min(n, ctx.batch_size)
-    per_pass = max(1, ctx.batch_size // prompt_rows)
-    todo = [
-        (rows, start)
-        for rows in ctx.prompt_chunks(prompt_rows)
-        for start in range(0, len(components), per_pass)
-    ]
-    for rows, start in tqdm(todo, desc=desc, disable=not ctx.progress, leave=False):
-        chunk = list(range(start, min(start + per_pass, len(components))))
+    plan = chunk_plan(
+        ctx, len(components), pass_row_bytes(ctx, "forward", fast=False), "activation patching"
+    )
+    for rows, chunk in full_batches(ctx, len(components), plan, desc):
         m = rows.stop - rows.start
         copies = len(chunk)
         tokens = ctx.base_tokens[rows].repeat(copies, 1)
@@ -116,12 +134,33 @@ def patch_effects_full(
             targets = [(j, slice_index(components[chunk[j]])) for j in members]
             hooks.append((name, _replace_hook(targets, source[name][rows], m)))
         with torch.no_grad():
-            logits = ctx.model.run(tokens, hooks)
+            logits = ctx.model.run(tokens, hooks, read_pos=ctx.batch.last[rows].repeat(copies))
         ctx.cost.forward(tokens.shape[0])
         patched = per_prompt_metric(logits, ctx.batch.select(rows), ctx.metric, copies)
         diff = patched.view(copies, m).double() - base_metric[rows].double()
         effects[chunk] += diff.sum(dim=1)
     return effects / n
+
+
+def full_batches(
+    ctx: AttributionContext, count: int, plan: ChunkPlan, desc: str
+) -> Iterator[tuple[slice, list[int]]]:
+    """(prompt rows, indices of up to ``plan.copies`` items) of the full-forward passes."""
+    todo = [
+        (rows, list(range(start, min(start + plan.copies, count))))
+        for rows in ctx.prompt_chunks(plan.prompt_rows)
+        for start in range(0, count, plan.copies)
+    ]
+    yield from tqdm(todo, desc=desc, disable=not ctx.progress, leave=False)
+
+
+def pass_row_bytes(ctx: AttributionContext, kind: str, fast: bool = True) -> int:
+    """:func:`harness.budget.row_bytes` of one sequence row of ``ctx``'s prompts in a pass of
+    ``kind``; logits at the read position only on the fast path, at every position otherwise."""
+    seq = ctx.batch.seq_len
+    return row_bytes(
+        ctx.model.shape, ctx.model.dtype, seq, kind, logit_positions=1 if fast else seq
+    )
 
 
 def _replace_hook(targets: list[tuple[int, tuple]], source: torch.Tensor, prompts: int):
@@ -142,134 +181,141 @@ def _replace_hook(targets: list[tuple[int, tuple]], source: torch.Tensor, prompt
     return hook
 
 
-def _patch_fast(
-    ctx: AttributionContext,
-    components: Sequence[Component],
-    source: Activations,
-    base_metric: torch.Tensor,
-    desc: str,
-    effects: torch.Tensor,
-) -> bool:
-    """Accumulate the fast path's effect sums into ``effects``; False (and ``effects``
-    untouched) when the model fails a check and the caller must fall back."""
-    model, n = ctx.model, ctx.batch.n
-    prompt_rows = min(n, ctx.batch_size)
-    per_pass = max(1, ctx.batch_size // prompt_rows)
+class FastPathUnavailable(HarnessError):
+    """The model failed a check of the fast path (``reason``): use the full-forward engine."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class CopyBatch:
+    """One fast-path pass: ``copies`` stacked copies of the ``m`` prompts of a prompt chunk.
+
+    Copy j moves component ``chunk[j]`` (chunk ordered by layer: copies enter the batch at
+    their own component's layer); positions ``p0``..``stop - 1`` run, earlier ones are read from
+    the recorded keys/values. ``sub``: the prompt chunk; ``live`` [copies, m]: False where
+    the component's position lies after the prompt's last real token (no effect: the caller
+    zeroes those entries).
+    """
+
+    chunk: list[int]
+    p0: int
+    stop: int
+    sub: PromptBatch
+    inputs: BlockInputs
+    live: torch.Tensor
+    layers: list[int]
+
+    @property
+    def copies(self) -> int:
+        return len(self.chunk)
+
+    @property
+    def m(self) -> int:
+        return self.sub.n
+
+    def index(self, device: torch.device) -> torch.Tensor:
+        return torch.tensor(self.chunk, device=device)
+
+    def targets(self, components: Sequence[Component]) -> dict[str, list[tuple[int, tuple]]]:
+        """Hook name -> (copy j, the slice of ``chunk[j]``'s component in the window)."""
+        members = [components[i] for i in self.chunk]
+        return {
+            name: [(j, _window_index(members[j], self.p0)) for j in idx]
+            for name, idx in group_by_hook(members).items()
+        }
+
+    def run(self, ctx: AttributionContext, hooks: Sequence[tuple[str, object]]) -> torch.Tensor:
+        """Logits [copies * m, 1, vocab] at each prompt's last position, with ``hooks``."""
+        counts = Counter(self.layers)
+        entries = {
+            layer: self.inputs.resid[layer][:, self.p0 : self.stop].repeat(count, 1, 1)
+            for layer, count in counts.items()
+        }
+        first = self.layers[0]
+        logits = ctx.model.run_from_layer(
+            entries.pop(first),
+            first,
+            hooks,
+            self.inputs,
+            enter=entries,
+            start_pos=self.p0,
+            stop_pos=self.stop,
+            read_pos=self.sub.last.repeat(self.copies),
+        )
+        ctx.cost.forward(self.copies * self.m)
+        return logits
+
+
+def copy_batches(
+    ctx: AttributionContext, components: Sequence[Component], plan: ChunkPlan, desc: str
+) -> Iterator[tuple[slice, CopyBatch]]:
+    """Every fast-path pass over ``components`` (one copy each), prompt chunk by prompt chunk.
+
+    Per prompt chunk, :meth:`ModelAdapter.block_inputs` records the unpatched run; the first
+    chunk checks the block loop and re-entry (module docstring). Raises
+    :class:`FastPathUnavailable` when a check fails, before anything is returned for a chunk
+    whose check failed; the caller discards what it accumulated and uses its full engine.
+    Components are ordered by (position, layer) so a pass shares its first position.
+    """
     windows = any(c.pos > 0 for c in components)
     order = sorted(
         range(len(components)),
         key=lambda i: (max(components[i].pos, 0), components[i].layer, i),
     )
-    sums = torch.zeros_like(effects)
-    prompt_chunks = list(ctx.prompt_chunks(prompt_rows))
-    bar = tqdm(
-        total=len(prompt_chunks) * -(-len(components) // per_pass),
-        desc=desc,
-        disable=not ctx.progress,
-        leave=False,
-    )
-    with bar:
+    prompt_chunks = list(ctx.prompt_chunks(plan.prompt_rows))
+    total = len(prompt_chunks) * -(-len(components) // plan.copies)
+    with tqdm(total=total, desc=desc, disable=not ctx.progress, leave=False) as bar:
         for index, rows in enumerate(prompt_chunks):
-            tokens = ctx.base_tokens[rows]
-            try:
-                inputs = model.block_inputs(tokens, record_kv=windows)
-            except Exception as err:  # noqa: BLE001 - any failure means: use the full path
-                _warn(
-                    model.name, "setup", f"the block loop cannot run ({type(err).__name__}: {err})"
-                )
-                return False
-            ctx.cost.forward(tokens.shape[0])
-            ctx.cost.forward(tokens.shape[0])
-            if not _agree(inputs.loop_logits, inputs.logits):
-                _warn(model.name, "loop", "the block loop differs from the model's forward")
-                return False
-            if index == 0:
-                if windows and not _reentry_agrees(model, inputs, max(1, inputs.seq_len // 2)):
-                    _warn(
-                        model.name,
-                        "window",
-                        "re-entering at a later position with recorded keys/values differs "
-                        "from the model's forward; every position is recomputed",
-                    )
-                    windows = False
-                if not windows and not _reentry_agrees(model, inputs, 0):
-                    _warn(model.name, "reentry", "re-entering at a later layer differs")
-                    return False
-            inputs.logits = inputs.loop_logits = None
-            _patch_prompt_chunk(
-                ctx,
-                components,
-                order,
-                per_pass,
-                windows,
-                rows,
-                inputs,
-                source,
-                base_metric,
-                sums,
-                bar,
-            )
-    effects += sums
-    return True
+            inputs, windows = _prefix(ctx, rows, windows, check=index == 0)
+            sub = ctx.batch.select(rows)
+            last = sub.last
+            stop = int(last.max()) + 1
+            for start in range(0, len(order), plan.copies):
+                bar.update(1)
+                chunk = order[start : start + plan.copies]
+                p0 = min(max(components[i].pos, 0) for i in chunk) if windows else 0
+                if p0 >= stop:  # every patch lies after every prompt's last real token
+                    continue
+                chunk = sorted(chunk, key=lambda i: components[i].layer)
+                positions = torch.tensor([components[i].pos for i in chunk], device=last.device)
+                live = ~(positions[:, None] > last[None, :])
+                layers = [components[i].layer for i in chunk]
+                yield rows, CopyBatch(chunk, p0, stop, sub, inputs, live, layers)
 
 
-def _patch_prompt_chunk(
-    ctx: AttributionContext,
-    components: Sequence[Component],
-    order: list[int],
-    per_pass: int,
-    windows: bool,
-    rows: slice,
-    inputs,
-    source: Activations,
-    base_metric: torch.Tensor,
-    sums: torch.Tensor,
-    bar,
-) -> None:
-    """All chunks of copies over one prompt chunk (fast path)."""
-    sub = ctx.batch.select(rows)
-    m = rows.stop - rows.start
-    last = sub.last
-    stop = int(last.max()) + 1
-    read_batch = replace(sub, last=torch.zeros_like(last))
-    base = base_metric[rows].double()
-    for start in range(0, len(order), per_pass):
-        bar.update(1)
-        chunk = order[start : start + per_pass]
-        p0 = min(max(components[i].pos, 0) for i in chunk) if windows else 0
-        if p0 >= stop:  # every patch lies after every prompt's last real token: no effect
-            continue
-        chunk.sort(key=lambda i: components[i].layer)
-        layers = [components[i].layer for i in chunk]
-        counts = Counter(layers)
-        entries = {
-            layer: inputs.resid[layer][:, p0:stop].repeat(count, 1, 1)
-            for layer, count in counts.items()
-        }
-        first = layers[0]
-        hooks = []
-        for name, members in group_by_hook([components[i] for i in chunk]).items():
-            targets = [(j, _window_index(components[chunk[j]], p0)) for j in members]
-            hooks.append((name, _replace_hook(targets, source[name][rows][:, p0:stop], m)))
-        copies = len(chunk)
-        with torch.no_grad():
-            logits = ctx.model.run_from_layer(
-                entries.pop(first),
-                first,
-                hooks,
-                inputs,
-                enter=entries,
-                start_pos=p0,
-                stop_pos=stop,
-                read_pos=last.repeat(copies),
+def _prefix(
+    ctx: AttributionContext, rows: slice, windows: bool, check: bool
+) -> tuple[BlockInputs, bool]:
+    """The recorded unpatched run of the prompts ``rows`` (two forwards), after the checks;
+    ``windows`` turns False when re-entering at a later position fails its check."""
+    model = ctx.model
+    tokens = ctx.base_tokens[rows]
+    try:
+        inputs = model.block_inputs(tokens, record_kv=windows)
+    except Exception as err:  # noqa: BLE001 - any failure means: use the full path
+        raise FastPathUnavailable(
+            "setup", f"the block loop cannot run ({type(err).__name__}: {err})"
+        ) from None
+    ctx.cost.forward(tokens.shape[0])
+    ctx.cost.forward(tokens.shape[0])
+    if not _agree(inputs.loop_logits, inputs.logits):
+        raise FastPathUnavailable("loop", "the block loop differs from the model's forward")
+    if check:
+        if windows and not _reentry_agrees(model, inputs, max(1, inputs.seq_len // 2)):
+            _warn(
+                model.name,
+                "window",
+                "re-entering at a later position with recorded keys/values differs "
+                "from the model's forward; every position is recomputed",
             )
-        ctx.cost.forward(copies * m)
-        patched = per_prompt_metric(logits, read_batch, ctx.metric, copies)
-        diff = patched.view(copies, m).double() - base
-        positions = torch.tensor([components[i].pos for i in chunk], device=diff.device)
-        after_last = positions[:, None] > last.to(diff.device)[None, :]
-        diff = diff.masked_fill(after_last, 0.0)
-        sums[torch.tensor(chunk, device=sums.device)] += diff.sum(dim=1).to(sums.device)
+            windows = False
+        if not windows and not _reentry_agrees(model, inputs, 0):
+            raise FastPathUnavailable("reentry", "re-entering at a later layer differs")
+    inputs.logits = inputs.loop_logits = None
+    return inputs, windows
 
 
 def _window_index(component: Component, start: int) -> tuple:

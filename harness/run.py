@@ -140,6 +140,7 @@ def run_one(
         direction=cfg.direction,
         batch_size=cfg.batch_size,
         progress=bool(cfg.progress),
+        memory_bytes=memory_bytes(cfg.get("memory_gb")),
     )
     # truth.sample: only a stratified subset is patched, and every score is taken on it
     truth_index = sample_truth(components, cfg.truth.sample, cfg.seed)
@@ -151,11 +152,16 @@ def run_one(
         truth_ctx = replace(ctx, components=[components[i] for i in truth_index])
     check_run_cost(cfg, method, ctx, len(truth_ctx.components))
     truth = ground_truth(truth_ctx, loaded.fingerprint, cache_dir, universe=components)
+    ctx.truth = truth.effects if truth_index is None else None  # actpatch reads it
 
     forward_s = time_forward(ctx)  # one clean forward of the prompt batch (after a warm-up)
     start = time.perf_counter()
     output = method.estimate(ctx)
     wall_s = time.perf_counter() - start
+    method_cost = ctx.cost.as_dict()
+    if output.summary.get("reads_truth"):  # actpatch: the method's cost is the truth's
+        wall_s = float(truth.cost.get("wall_s", wall_s))
+        method_cost = {k: int(truth.cost.get(k, 0)) for k in method_cost}
     peak_mb = peak_mem_mb(loaded.adapter.device)
     estimates = output.estimates.detach().double().cpu().numpy()
     check_finite(method.name, estimates, components)
@@ -240,7 +246,10 @@ def run_one(
         "fwd_equiv": wall_s / forward_s if forward_s > 0 else None,
         "peak_mem_mb": peak_mb,
         **output.summary,
-        **{k: v for k, v in ctx.cost.as_dict().items()},
+        **method_cost,
+        "memory_budget_gb": ctx.memory_bytes / 2**30,
+        "chunks": dict(ctx.chunks),
+        "peak_mem_mb_run": peak_mem_mb(loaded.adapter.device),
         "clean_metric": truth.base_metric if cfg.direction == "noising" else truth.source_metric,
         "corrupt_metric": truth.source_metric if cfg.direction == "noising" else truth.base_metric,
         "n_components": len(components),
@@ -294,6 +303,14 @@ def on_all_components(column: Any, scored: np.ndarray) -> Any:
     out = np.full(len(scored), np.nan)
     out[scored] = column
     return out
+
+
+def memory_bytes(memory_gb: Any) -> int | None:
+    """The ``memory_gb`` setting in bytes (None: the default of :mod:`harness.budget`)."""
+    from harness.budget import GB, check_memory_gb
+
+    value = check_memory_gb(memory_gb)
+    return None if value is None else int(value * GB)
 
 
 def check_finite(method: str, values: Any, components: list) -> None:

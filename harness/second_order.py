@@ -10,6 +10,18 @@ one forward gives sum_j f_j(t_j), one backward (with create_graph) gives every f
 second backward of their sum gives every f_j''(t_j): each copy depends on its own t_j only, so
 the Hessian in t is diagonal and its diagonal is exactly that gradient (a Hessian-vector product
 with the all-ones vector).
+
+It runs on the ground-truth engine's fast path (:func:`harness.patching.copy_batches`): each
+copy starts at its component's layer from the recorded unpatched prefix, only positions from the
+pass's earliest moved position on are recomputed (earlier keys/values are the recorded ones),
+and logits are built at the last real position only. The same checks decide, and the same
+fallback applies: :func:`path_derivatives_full`, one full forward per chunk (the reference).
+
+Why reverse mode (double backward) and not forward mode: measured on the GPT-2-small shape
+(bench/RESULTS.md, "Path derivatives"), ``torch.func.jvp`` through the TransformerBridge took
+about 3x the reverse pass for f' alone; a jvp of a jvp for f'' is not supported for SiLU
+(Llama, Qwen-2: ``aten::silu_backward`` has no forward derivative) and gives a wrong f'' for
+GPT-NeoX's GELU, and ``torch.autograd.forward_ad`` cannot nest.
 """
 
 from __future__ import annotations
@@ -17,11 +29,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
+from harness.budget import chunk_plan
 from harness.components import group_by_hook, slice_index
 from harness.context import AttributionContext
-from harness.patching import Activations
+from harness.patching import (
+    Activations,
+    FastPathUnavailable,
+    _warn,
+    copy_batches,
+    full_batches,
+    pass_row_bytes,
+)
 from harness.task_metric import per_prompt_metric
 from harness.types import Component
 
@@ -39,57 +58,134 @@ def path_derivatives(
 
     ``base``/``source``: activations [n, seq, ...] of both runs at every site of
     ``components``; ``t``: one value for all components or one per component.
-    Cost: per chunk one forward, one backward, and one Hessian-vector product if ``second``.
+    Cost: per pass one forward from the components' layers, one backward, and one
+    Hessian-vector product if ``second``.
     """
-    n = ctx.batch.n
     count = len(components)
-    t_all = torch.as_tensor(t, dtype=torch.float64).expand(count) if count else torch.zeros(0)
+    t_all = _t_values(t, count)
     first = torch.zeros(count, dtype=torch.float64)
     curvature = torch.zeros(count, dtype=torch.float64) if second else None
-    prompt_rows = min(n, ctx.batch_size)
-    per_pass = max(1, ctx.batch_size // prompt_rows)
-    todo = [
-        (rows, start)
-        for rows in ctx.prompt_chunks(prompt_rows)
-        for start in range(0, count, per_pass)
-    ]
-    for rows, start in tqdm(todo, desc=desc, disable=not ctx.progress, leave=False):
-        chunk = list(range(start, min(start + per_pass, count)))
-        copies = len(chunk)
-        dtype = ctx.model.dtype
-        t_var = t_all[chunk].to(device=ctx.model.device, dtype=dtype).clone().requires_grad_(True)
-        hooks = []
-        for name, members in group_by_hook([components[i] for i in chunk]).items():
-            direction = torch.zeros(
-                copies, *base[name][rows].shape, dtype=dtype, device=ctx.model.device
-            )
-            for j in members:
-                full = (slice(None),) + slice_index(components[chunk[j]])
-                direction[j][full] = (source[name][rows][full] - base[name][rows][full]).to(dtype)
-            hooks.append((name, _move_hook(direction, t_var)))
-        tokens = ctx.base_tokens[rows].repeat(copies, 1)
-        with torch.enable_grad():
-            logits = ctx.model.run(tokens, hooks)
-            per_prompt = per_prompt_metric(logits, ctx.batch.select(rows), ctx.metric, copies)
-            total = per_prompt.sum() / n
-            (grad,) = torch.autograd.grad(total, t_var, create_graph=second)
+    if not count:
+        return first, curvature
+    kind = "hvp" if second else "backward"
+    plan = chunk_plan(ctx, count, pass_row_bytes(ctx, kind), desc)
+    dtype, device = ctx.model.dtype, ctx.model.device
+    try:
+        for rows, batch in copy_batches(ctx, components, plan, desc):
+            directions = {}
+            for name, targets in batch.targets(components).items():
+                window = (slice(None), slice(batch.p0, batch.stop))
+                delta = (source[name][rows][window] - base[name][rows][window]).to(dtype)
+                directions[name] = _directions(delta, targets)
+            t_var = t_all[batch.chunk].to(device=device, dtype=dtype)
+            live = batch.live.to(dtype)
+
+            def total(t_var, directions=directions, batch=batch, live=live):
+                hooks = [(name, _move_hook(d, t_var)) for name, d in directions.items()]
+                logits = batch.run(ctx, hooks)
+                values = per_prompt_metric(logits, batch.sub, ctx.metric, batch.copies)
+                return (values.view(batch.copies, batch.m) * live).sum() / ctx.batch.n
+
+            grad, hess = _derivatives(ctx, total, t_var, second)
+            first[batch.chunk] += grad
             if second:
-                (hess,) = torch.autograd.grad(grad.sum(), t_var)
-        ctx.cost.forward(tokens.shape[0])
-        ctx.cost.n_backward += 1
-        first[chunk] += grad.detach().double().cpu()
-        if second:
-            ctx.cost.n_hvp += 1
-            curvature[chunk] += hess.detach().double().cpu()
+                curvature[batch.chunk] += hess
+    except FastPathUnavailable as err:
+        _warn(ctx.model.name, err.reason, str(err))
+        return path_derivatives_full(ctx, components, base, source, t, second, desc)
     return first, curvature
 
 
-def _move_hook(direction: torch.Tensor, t_var: torch.Tensor):
-    """Hook adding t_j * d_j to copy j (``direction`` [copies, m, seq, ...])."""
+def path_derivatives_full(
+    ctx: AttributionContext,
+    components: Sequence[Component],
+    base: Activations,
+    source: Activations,
+    t: float | torch.Tensor = 0.0,
+    second: bool = True,
+    desc: str = "path derivatives",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`path_derivatives` with one full forward (all layers and positions) per chunk of
+    copies: the reference engine, and the fallback of the fast path."""
+    count = len(components)
+    t_all = _t_values(t, count)
+    first = torch.zeros(count, dtype=torch.float64)
+    curvature = torch.zeros(count, dtype=torch.float64) if second else None
+    if not count:
+        return first, curvature
+    kind = "hvp" if second else "backward"
+    plan = chunk_plan(ctx, count, pass_row_bytes(ctx, kind, fast=False), desc)
+    dtype, device = ctx.model.dtype, ctx.model.device
+    for rows, chunk in full_batches(ctx, count, plan, desc):
+        copies = len(chunk)
+        directions = {}
+        for name, members in group_by_hook([components[i] for i in chunk]).items():
+            delta = (source[name][rows] - base[name][rows]).to(dtype)
+            targets = [(j, slice_index(components[chunk[j]])) for j in members]
+            directions[name] = _directions(delta, targets)
+        tokens = ctx.base_tokens[rows].repeat(copies, 1)
+        sub = ctx.batch.select(rows)
+
+        def total(t_var, directions=directions, tokens=tokens, sub=sub, copies=copies):
+            hooks = [(name, _move_hook(d, t_var)) for name, d in directions.items()]
+            logits = ctx.model.run(tokens, hooks, read_pos=sub.last.repeat(copies))
+            ctx.cost.forward(tokens.shape[0])
+            return per_prompt_metric(logits, sub, ctx.metric, copies).sum() / ctx.batch.n
+
+        grad, hess = _derivatives(ctx, total, t_all[chunk].to(device=device, dtype=dtype), second)
+        first[chunk] += grad
+        if second:
+            curvature[chunk] += hess
+    return first, curvature
+
+
+def _t_values(t: float | torch.Tensor, count: int) -> torch.Tensor:
+    return torch.as_tensor(t, dtype=torch.float64).expand(count) if count else torch.zeros(0)
+
+
+def _derivatives(
+    ctx: AttributionContext, total, t_value: torch.Tensor, second: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(d total / dt_j, d^2 total / dt_j^2) for every copy j (float64, on the CPU) of the
+    scalar ``total(t)``, whose copy j depends on t_j alone: one backward (with create_graph
+    when ``second``) and one Hessian-vector product with the all-ones vector."""
+    t_var = t_value.clone().requires_grad_(True)
+    with torch.enable_grad():
+        value = total(t_var)
+        (grad,) = torch.autograd.grad(value, t_var, create_graph=second)
+        hess = None
+        if second:
+            (hess,) = torch.autograd.grad(grad.sum(), t_var)
+    ctx.cost.n_backward += 1
+    if second:
+        ctx.cost.n_hvp += 1
+        hess = hess.detach().double().cpu()
+    return grad.detach().double().cpu(), hess
+
+
+def _directions(
+    delta: torch.Tensor, targets: list[tuple[int, tuple]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(copy indices [k], directions [k, m, ...]): target i moves copy ``targets[i][0]`` along
+    ``delta`` [m, ...] restricted to its component's slice (0 elsewhere)."""
+    out = torch.zeros(len(targets), *delta.shape, dtype=delta.dtype, device=delta.device)
+    for i, (_, index) in enumerate(targets):
+        full = (slice(None),) + index
+        out[i][full] = delta[full]
+    copies = torch.tensor([j for j, _ in targets], device=delta.device)
+    return copies, out
+
+
+def _move_hook(direction: tuple[torch.Tensor, torch.Tensor], t_var: torch.Tensor):
+    """Hook adding t_j * d_j to copy j for each (j, d_j) of ``direction`` (copy-major rows of
+    m prompts; a fast-path batch holds only the copies that entered at or before this layer,
+    which include every copy moved here)."""
+    copies, moves = direction
 
     def hook(act: torch.Tensor, hook: object) -> torch.Tensor:
-        shape = (-1,) + (1,) * (direction.dim() - 1)
-        delta = (t_var.view(shape) * direction).reshape(act.shape)
-        return act + delta
+        shape = (-1,) + (1,) * (moves.dim() - 1)
+        delta = t_var[copies].view(shape) * moves
+        view = act.view(-1, *moves.shape[1:])
+        return view.index_add(0, copies, delta).view(act.shape)
 
     return hook

@@ -29,11 +29,15 @@ def per_prompt_metric(
     """Per-prompt metric of ``logits`` [copies * n, seq, vocab] -> [copies * n].
 
     ``copies`` > 1 means the batch's n prompts were repeated ``copies`` times along the batch
-    dimension (one copy per patched component).
+    dimension (one copy per patched component). Logits [copies * n, 1, vocab] are taken to be
+    at each prompt's last real position already (``read_pos`` of the adapter's passes).
     """
-    last = batch.last.repeat(copies)
-    rows = torch.arange(logits.shape[0], device=logits.device)
-    final = logits[rows, last]  # [copies * n, vocab]
+    if logits.shape[1] == 1:
+        final = logits[:, 0]  # [copies * n, vocab]
+    else:
+        last = batch.last.repeat(copies)
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        final = logits[rows, last]
     answers = batch.answers.repeat(copies, 1)
     answer_mask = batch.answer_mask.repeat(copies, 1)
     if metric == "logit_diff":

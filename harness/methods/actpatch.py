@@ -4,8 +4,10 @@ Estimates: Delta_c = L(base | a_c <- a_c(source)) - L(base) exactly (noising: ba
 source = corrupt; see :mod:`harness.context`).
 Source: e.g. Meng et al. 2022; Wang et al. 2022; Heimersheim & Nanda 2024 (how to use and
 interpret activation patching).
-Cost: two unpatched forward passes plus ceil(n_components * n_prompts / batch_size) patched
-forward passes (many patched copies per pass); no backward pass.
+Cost: two unpatched forward passes plus the patched copies (many per pass, each from its
+component's layer; :func:`harness.patching.patch_effects`); no backward pass. In a run, the
+ground truth computed for the same components is read instead (``reads_truth`` in the
+summary; the run reports the truth's cost as the method's).
 Proved by: tests/methods/test_actpatch.py (patching a run with its own activations changes
 nothing; patching every position of the first residual stream reproduces the source run; the
 batched engine equals one forward pass per component).
@@ -29,6 +31,9 @@ class ActivationPatching(Method):
         return CostEstimate(cost, "1 patched forward per component")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
+        if ctx.truth is not None and len(ctx.truth) == len(ctx.components):
+            # the run's ground truth is this very computation: read it (its cost is the truth's)
+            return MethodOutput(estimates=ctx.truth.clone(), summary={"reads_truth": True})
         names = site_names(ctx.components)
         base_metric, _ = collect_activations(ctx, ctx.base_tokens, [])
         _, source = collect_activations(ctx, ctx.source_tokens, names)

@@ -52,12 +52,20 @@ from collections.abc import Sequence
 
 import torch
 
+from harness.budget import chunk_plan
 from harness.components import reduce_per_component
 from harness.context import AttributionContext
 from harness.cost import BACKWARD, FORWARD, CostEstimate
 from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
-from harness.patching import Activations, collect_activations, metric_gradients, site_names
+from harness.patching import (
+    Activations,
+    collect_activations,
+    full_batches,
+    metric_gradients,
+    pass_row_bytes,
+    site_names,
+)
 from harness.task_metric import per_prompt_metric
 from harness.types import Component
 
@@ -255,21 +263,18 @@ def graddrop_estimates(
     """GD_l(c) [n_layers, n_components] (float64): the AtP estimate with block l's residual
     contribution under stop-gradient. Copies of the prompts, one per dropped block, share a
     forward and a backward pass."""
-    n_layers, n = ctx.model.shape.n_layers, ctx.batch.n
+    n_layers = ctx.model.shape.n_layers
     names = list(deltas)
     out = torch.zeros(n_layers, len(components), dtype=torch.float64)
-    prompt_rows = min(n, ctx.batch_size)
-    per_pass = max(1, ctx.batch_size // prompt_rows)
-    for rows in ctx.prompt_chunks(prompt_rows):
-        for start in range(0, n_layers, per_pass):
-            dropped = list(range(start, min(start + per_pass, n_layers)))
-            grads = _dropped_gradients(ctx, rows, names, dropped)
-            for copy, layer in enumerate(dropped):
-                products = {
-                    name: deltas[name][rows] * _copy(grads[name], copy, len(dropped))
-                    for name in names
-                }
-                out[layer] += reduce_per_component(products, components).double().cpu()
+    row_cost = pass_row_bytes(ctx, "backward", fast=False)
+    plan = chunk_plan(ctx, n_layers, row_cost, "atp_star graddrop")
+    for rows, dropped in full_batches(ctx, n_layers, plan, "graddrop"):
+        grads = _dropped_gradients(ctx, rows, names, dropped)
+        for copy, layer in enumerate(dropped):
+            products = {
+                name: deltas[name][rows] * _copy(grads[name], copy, len(dropped)) for name in names
+            }
+            out[layer] += reduce_per_component(products, components).double().cpu()
     return out
 
 

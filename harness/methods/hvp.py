@@ -14,8 +14,9 @@ Columns: ``first_order`` (g_c . d_c) and ``second_order`` (the halved quadratic 
 Source: the second-order Taylor expansion of attribution patching (Nanda 2023; Syed et al. 2023;
 Kramar et al. 2024, AtP*, whose first-order failure modes the curvature term measures).
 Sign: that of the true effect L(patched) - L(base) (noising: base clean, source corrupt).
-Cost: one source forward, then ``exact``: one base forward and per pass of
-``batch_size // n_prompts`` components one forward, one backward and one HVP; ``shared``: per
+Cost: one source forward, then ``exact``: one base forward and, per pass of as many components
+as the memory budget allows (:func:`harness.budget.chunk_plan`), one forward from the
+components' layers, one backward and one HVP; ``shared``: per
 prompt chunk one forward, one backward (with create_graph) and one HVP per site.
 Proved by: tests/methods/test_hvp.py (second-order term equal to a central finite-difference
 f_c''(0) in float64; equal to activation patching where f_c is quadratic, and its curvature term

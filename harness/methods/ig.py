@@ -23,8 +23,9 @@ components as in Marks et al. 2024 and Hanna et al. 2024 (EAP-IG).
 Sign: that of the true effect L(patched) - L(base) (captum attributes F(input) - F(baseline) =
 L(base) - L(patched), so the joint attributions are negated).
 Cost: ``component``: two unpatched forwards, then K x n_components gradient evaluations packed
-``batch_size // n_prompts`` per pass (one forward and one backward each). ``joint``: per site and
-prompt chunk two layer-evaluation forwards, ceil(K / (batch_size // chunk)) forward+backward
+as many per pass as the memory budget allows (one forward from the components' layers and one
+backward each). ``joint``: per site and prompt chunk two layer-evaluation forwards,
+ceil(K / copies) forward+backward (copies per pass from :func:`harness.budget.chunk_plan`)
 passes, plus one patched forward for the completeness check; two unpatched forwards in all.
 Proved by: tests/methods/test_ig.py (completeness of the joint path; per-component IG converging
 to activation patching; sign; zero when base == source).
@@ -40,13 +41,14 @@ from captum.attr._utils.approximation_methods import (
     approximation_parameters,
 )
 
+from harness.budget import chunk_plan
 from harness.components import group_by_hook, reduce_per_component
 from harness.context import AttributionContext
 from harness.cost import BACKWARD, FORWARD, CostEstimate, per_component_cost
 from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
 from harness.methods.ms_hvp import check_steps
-from harness.patching import Activations, collect_activations, site_names
+from harness.patching import Activations, collect_activations, pass_row_bytes, site_names
 from harness.registry import unknown_choice
 from harness.second_order import path_derivatives
 from harness.task_metric import per_prompt_metric
@@ -134,16 +136,19 @@ class IntegratedGradients(Method):
         def forward_fn(tokens: torch.Tensor) -> torch.Tensor:
             ctx.cost.forward(tokens.shape[0])
             ctx.cost.n_backward += int(torch.is_grad_enabled())  # captum differentiates these
-            logits = ctx.model.run(tokens)
-            return per_prompt_metric(logits, sub, ctx.metric, tokens.shape[0] // m)
+            copies = tokens.shape[0] // m
+            logits = ctx.model.run(tokens, read_pos=sub.last.repeat(copies))
+            return per_prompt_metric(logits, sub, ctx.metric, copies)
 
+        row_cost = pass_row_bytes(ctx, "backward", fast=False)
+        plan = chunk_plan(ctx, self.config["steps"], row_cost, "ig joint")
         lig = LayerIntegratedGradients(forward_fn, ctx.model.hook_point(name))
         attribution = lig.attribute(
             ctx.base_tokens[rows],
             baselines=ctx.source_tokens[rows],
             n_steps=self.config["steps"],
             method=self.config["integration"],
-            internal_batch_size=ctx.batch_size,  # whole copies of the m prompts per pass
+            internal_batch_size=max(m, plan.rows // m * m),  # whole copies of the m prompts
         )
         if attribution.numel() != shape.numel():
             raise HarnessError(

@@ -8,13 +8,16 @@ Source: a composite second-order Taylor rule applied to the patching path of att
 patching (Nanda 2023; Kramar et al. 2024, AtP*), the multi-step analogue of Integrated Gradients'
 path integral (Sundararajan et al. 2017).
 Sign: that of the true effect L(patched) - L(base) (noising: base clean, source corrupt).
-Cost: two unpatched forwards, then K x n_components evaluations of f' and f'' packed
-``batch_size // n_prompts`` per pass, each pass one forward, one backward and one HVP.
+Cost: two unpatched forwards, then K x n_components evaluations of f' and f'' packed as many per
+pass as the memory budget allows, each pass one forward (from the components' layers), one
+backward and one HVP.
 Proved by: tests/methods/test_ms_hvp.py (K = 1 equals hvp exact; the error against activation
 patching falls as K grows 4 -> 16 -> 64; zero when base == source).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
@@ -22,8 +25,9 @@ from harness.config import POSITIVE_INT, Range
 from harness.context import AttributionContext
 from harness.cost import PER_PATH_POINT, CostEstimate, per_component_cost
 from harness.methods.base import Method, MethodOutput
-from harness.patching import collect_activations, site_names
+from harness.patching import Activations, collect_activations, site_names
 from harness.second_order import path_derivatives
+from harness.types import Component
 
 
 def check_steps(slug: str, value: object, minimum: int = 1) -> int:
@@ -44,15 +48,28 @@ class MultiStepHVP(Method):
         return CostEstimate(cost, f"{steps} forward/backward/HVP steps per component")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
-        steps = self.config["steps"]
-        count = len(ctx.components)
         names = site_names(ctx.components)
         _, base = collect_activations(ctx, ctx.base_tokens, names)
         _, source = collect_activations(ctx, ctx.source_tokens, names)
-        t = (torch.arange(steps, dtype=torch.float64) / steps).repeat_interleave(count)
-        first, curvature = path_derivatives(
-            ctx, list(ctx.components) * steps, base, source, t=t, desc="multi-step HVP"
-        )
-        h = 1.0 / steps
-        terms = first.view(steps, count) * h + curvature.view(steps, count) * h**2 / 2
-        return MethodOutput(estimates=terms.sum(dim=0))
+        steps = self.config["steps"]
+        return MethodOutput(estimates=multi_step(ctx, ctx.components, base, source, steps))
+
+
+def multi_step(
+    ctx: AttributionContext,
+    components: Sequence[Component],
+    base: Activations,
+    source: Activations,
+    steps: int,
+) -> torch.Tensor:
+    """sum_k f_c'(t_k) h + f_c''(t_k) h^2 / 2 (float64 [len(components)]): every (step,
+    component) pair in the same batched passes of
+    :func:`harness.second_order.path_derivatives`."""
+    count = len(components)
+    t = (torch.arange(steps, dtype=torch.float64) / steps).repeat_interleave(count)
+    first, curvature = path_derivatives(
+        ctx, list(components) * steps, base, source, t=t, desc="multi-step HVP"
+    )
+    h = 1.0 / steps
+    terms = first.view(steps, count) * h + curvature.view(steps, count) * h**2 / 2
+    return terms.sum(dim=0)

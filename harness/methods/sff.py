@@ -29,15 +29,14 @@ from harness.components import reduce_per_component
 from harness.config import FRACTION, POSITIVE_INT, Range
 from harness.context import AttributionContext
 from harness.cost import BACKWARD, FORWARD, PER_PATH_POINT, CostEstimate
-from harness.diagnostics import SCORES, flag_components
+from harness.diagnostics import SCORES, PathQuantities, flag_components, reliability_scores
 from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
+from harness.methods.ms_hvp import multi_step
 from harness.patching import collect_activations, metric_gradients, patch_effects, site_names
 from harness.registry import unknown_choice
-from harness.second_order import path_derivatives
 
 FIXES = ("hvp", "ms_hvp", "actpatch")
-_TINY = 1e-12
 
 
 class ScreenFlagFix(Method):
@@ -73,10 +72,11 @@ class ScreenFlagFix(Method):
         names = site_names(ctx.components)
         _, source = collect_activations(ctx, ctx.source_tokens, names)
         base_metric, base, grads = metric_gradients(ctx, ctx.base_tokens, names)
-        delta = {k: source[k] - base[k] for k in names}
-        atp = reduce_per_component({k: delta[k] * grads[k] for k in names}, ctx.components)
+        atp = reduce_per_component(
+            {k: (source[k] - base[k]) * grads[k] for k in names}, ctx.components
+        )
         atp = atp.double().cpu()
-        score = self._score(ctx, names, base, source, delta, atp)
+        score = self._score(ctx, base, source, grads)
         flags = torch.from_numpy(
             flag_components(score.numpy(), cfg["threshold"], float(cfg["flag_fraction"]))
         )
@@ -90,32 +90,17 @@ class ScreenFlagFix(Method):
             summary={"sff_n_flagged": int(flags.sum())},
         )
 
-    def _score(self, ctx, names, base, source, delta, atp) -> torch.Tensor:
+    def _score(self, ctx, base, source, grads) -> torch.Tensor:
+        """The configured reliability score (:func:`harness.diagnostics.reliability_scores`,
+        given the tensors AtP already has)."""
         name = self.config["score"]
-        if name == "delta_norm":
-            squares = {k: v.double() ** 2 for k, v in delta.items()}
-            return reduce_per_component(squares, ctx.components).sqrt().cpu()
-        if name == "grad_disagreement":
-            _, _, g_source = metric_gradients(ctx, ctx.source_tokens, names)
-            other = (
-                reduce_per_component({k: delta[k] * g_source[k] for k in names}, ctx.components)
-                .double()
-                .cpu()
-            )
-            return (other - atp).abs() / (2 * atp.abs() + _TINY)
-        first, second = path_derivatives(ctx, ctx.components, base, source, t=0.0)
-        return second.abs() / (2 * first.abs() + _TINY)
+        tensors = PathQuantities(None, None, None, None, base, source)
+        return reliability_scores(ctx, [name], tensors, base_grads=grads)[name]
 
     def _fix(self, ctx, flagged, base, source, base_metric) -> torch.Tensor:
         fix = self.config["fix"]
         if fix == "actpatch":
             return patch_effects(ctx, flagged, source, base_metric, desc="sff fix").cpu()
         if fix == "hvp":
-            first, second = path_derivatives(ctx, flagged, base, source, t=0.0)
-            return first + second / 2
-        steps = int(self.config["steps"])
-        total = torch.zeros(len(flagged), dtype=torch.float64)
-        for k in range(steps):
-            first, second = path_derivatives(ctx, flagged, base, source, t=k / steps)
-            total += first / steps + second / (2 * steps * steps)
-        return total
+            return multi_step(ctx, flagged, base, source, 1)
+        return multi_step(ctx, flagged, base, source, int(self.config["steps"]))

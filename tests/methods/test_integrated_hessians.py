@@ -110,12 +110,13 @@ def test_patching_the_base_with_itself_gives_zero(tiny_gpt2):
 def test_cost_is_counted(tiny_gpt2):
     ctx, _ = make_context(tiny_gpt2, random_batch(2, 5, seed=24), sites=("mlp_out",), batch_size=4)
     make_method({"name": "integrated_hessians", "steps": 2}).estimate(ctx)
-    # 3 components x 2 nodes = 6 path copies of 2 prompts, 2 copies per pass: 3 passes
+    # 3 components x 2 nodes = 6 path copies of 2 prompts, 2 copies per pass: 3 passes, after
+    # the two unpatched runs and the engine's recorded prefix (a forward and the block loop)
     assert ctx.cost.as_dict() == {
-        "n_forward": 2 + 3,
+        "n_forward": 2 + 2 + 3,
         "n_backward": 3,
         "n_hvp": 3,
-        "n_sequences": 2 * 2 + 6 * 2,
+        "n_sequences": 2 * 2 + 2 * 2 + 6 * 2,
     }
 
 

@@ -1,0 +1,122 @@
+"""The shared copy engine: path derivatives from each component's layer equal the full-forward
+reference; chunk sizes follow the memory budget (equal numbers, more passes); a budget too small
+for one copy is a one-line error; a model that fails a check falls back to the reference; actpatch
+reads the run's ground truth."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.adapter import ModelAdapter
+from harness.budget import GB, check_memory_gb
+from harness.errors import HarnessError
+from harness.methods.actpatch import ActivationPatching
+from harness.patching import collect_activations, patch_effects, site_names
+from harness.second_order import path_derivatives, path_derivatives_full
+from tests.helpers import make_context, random_batch
+
+SITES = ("head", "attn_out", "mlp_out", "resid_pre")
+
+
+def _tensors(ctx):
+    names = site_names(ctx.components)
+    base_metric, base = collect_activations(ctx, ctx.base_tokens, names)
+    _, source = collect_activations(ctx, ctx.source_tokens, names)
+    return base_metric, base, source
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("positions", ["all", "each"])
+def test_fast_path_derivatives_equal_the_full_reference(
+    tiny_models, family, positions, monkeypatch
+):
+    batch = random_batch(3, 6, seed=4, lengths=[6, 4, 5])
+    ctx, _ = make_context(tiny_models[family], batch, sites=SITES, positions=positions)
+    _, base, source = _tensors(ctx)
+    count = len(ctx.components)
+    t = torch.linspace(0, 1, count, dtype=torch.float64)
+    starts = []
+    original = ModelAdapter.run_from_layer
+
+    def counting(self, resid, layer, *args, **kwargs):
+        starts.append((layer, kwargs.get("start_pos", 0)))
+        return original(self, resid, layer, *args, **kwargs)
+
+    monkeypatch.setattr(ModelAdapter, "run_from_layer", counting)
+    first, second = path_derivatives(ctx, ctx.components, base, source, t=t)
+    monkeypatch.setattr(ModelAdapter, "run_from_layer", original)
+    # the fast path ran: passes start at later layers (and, per position, later positions)
+    assert max(layer for layer, _ in starts) > 0
+    assert positions == "all" or max(pos for _, pos in starts) > 0
+    ref_first, ref_second = path_derivatives_full(ctx, ctx.components, base, source, t=t)
+    assert ref_second.abs().max() > 1e-3, "curvature too small for a meaningful comparison"
+    torch.testing.assert_close(first, ref_first, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(second, ref_second, rtol=1e-9, atol=1e-10)
+
+
+def test_small_budget_gives_equal_numbers_in_more_passes(tiny_gpt2):
+    batch = random_batch(4, 6, seed=5)
+    numbers, passes = [], []
+    for memory_bytes in (None, 1):
+        ctx, _ = make_context(tiny_gpt2, batch, sites=("head", "resid_pre"), positions="each")
+        if memory_bytes is not None:  # room for exactly one sequence row of the costliest pass
+            from harness.patching import pass_row_bytes
+
+            ctx.memory_bytes = pass_row_bytes(ctx, "hvp")
+        base_metric, base, source = _tensors(ctx)
+        start = ctx.cost.n_forward
+        effects = patch_effects(ctx, ctx.components, source, base_metric)
+        first, second = path_derivatives(ctx, ctx.components, base, source)
+        numbers.append(torch.cat([effects, first, second]))
+        passes.append(ctx.cost.n_forward - start)
+        chunks = dict(ctx.chunks)
+    torch.testing.assert_close(numbers[0], numbers[1], rtol=1e-9, atol=1e-12)
+    assert passes[1] > passes[0]
+    assert chunks["path derivatives"]["copies"] == 1
+    assert chunks["path derivatives"]["prompt_rows"] == 1
+
+
+def test_budget_too_small_for_one_copy_is_a_one_line_error(tiny_gpt2):
+    batch = random_batch(2, 6, seed=6)
+    ctx, _ = make_context(tiny_gpt2, batch, sites=("head",))
+    ctx.memory_bytes = 16
+    _, base, source = _tensors(ctx)
+    with pytest.raises(HarnessError, match="memory_gb=.*too small.*raise memory_gb") as err:
+        path_derivatives(ctx, ctx.components, base, source)
+    assert "\n" not in str(err.value)
+    with pytest.raises(HarnessError, match="memory_gb must be a positive number"):
+        check_memory_gb(0)
+    assert check_memory_gb(2) * GB == 2 * GB
+
+
+def test_failed_check_falls_back_to_the_reference(tiny_gpt2, monkeypatch, caplog):
+    batch = random_batch(3, 6, seed=7)
+    ctx, _ = make_context(tiny_gpt2, batch, sites=("head", "mlp_out"), positions="each")
+    base_metric, base, source = _tensors(ctx)
+    expected = path_derivatives_full(ctx, ctx.components, base, source, t=0.5)
+    truth = patch_effects(ctx, ctx.components, source, base_metric)
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("no block loop here")
+
+    monkeypatch.setattr(ModelAdapter, "block_inputs", broken)
+    got = path_derivatives(ctx, ctx.components, base, source, t=0.5)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(
+        patch_effects(ctx, ctx.components, source, base_metric), truth, rtol=1e-9, atol=1e-12
+    )
+
+
+def test_actpatch_reads_the_runs_truth_and_computes_without_it(tiny_gpt2):
+    batch = random_batch(3, 6, seed=8)
+    ctx, _ = make_context(tiny_gpt2, batch, sites=("head",))
+    computed = ActivationPatching().estimate(ctx)
+    assert ctx.cost.n_forward > 0 and "reads_truth" not in computed.summary
+    ctx.truth = computed.estimates * 0 + 7.0  # a stand-in: proves it is read, not recomputed
+    before = ctx.cost.n_forward
+    read = ActivationPatching().estimate(ctx)
+    assert read.summary["reads_truth"] is True
+    assert ctx.cost.n_forward == before
+    assert torch.equal(read.estimates, ctx.truth)
