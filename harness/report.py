@@ -36,6 +36,8 @@ ID_COLUMNS = ("model", "task", "method")
 SETTING_COLUMNS = ("metric", "direction", "sites", "positions", "dtype", "n_prompts")
 # (summary key, table header, format): the table's columns, in order.
 TABLE_COLUMNS = (
+    ("clean_accuracy", "clean acc.", "{:.2f}"),  # the model's own accuracy on the task
+    ("task_solved", "solved", "{:.2f}"),  # 0: accuracy near chance, the row measures noise
     ("spearman", "Spearman", "{:.3f}"),
     ("mae", "MAE", "{:.3g}"),
     ("rel_error", "rel. error", "{:.3f}"),
@@ -280,6 +282,9 @@ def to_latex(tables: dict[str, pd.DataFrame]) -> str:
 
 def _legend() -> str:
     return (
+        "clean acc.: the model's accuracy on the clean prompts (answer beats wrong answer); "
+        "solved: 1 when that accuracy is above chance, 0 when the model cannot do the task "
+        "(such rows measure attributions of noise: do not average them with the others); "
         "Spearman: rank correlation of estimates with the activation-patching effects; "
         "rel. error: relative error of the estimates; top-k recall: share of the k largest true "
         "effects among the k largest estimates; CPR / CMD: circuit faithfulness areas (higher / "

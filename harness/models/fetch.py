@@ -18,6 +18,7 @@ folder (:mod:`harness.models.gguf`). When the hub cannot be reached, the loader 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.models.gguf import QUANT_CAVEAT, cache_root, file_sha256, gguf_folder
+from harness.models.gguf import cache_root, file_sha256, gguf_folder
 from harness.registry import unknown_choice
 
 _NETWORK_MARKERS = (
@@ -134,7 +135,7 @@ def fetch(slug: str, root: Path | None = None, log: Any = print) -> Path:
         log(f"already fetched: {target}")
     folder = gguf_folder(target, root)
     log(f"converted to float32 safetensors: {folder}")
-    log(f"note: {QUANT_CAVEAT}")
+    log(f"note: {json.loads((folder / 'gguf_source.json').read_text())['caveat']}")
     return folder
 
 

@@ -25,6 +25,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +33,19 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 GGUF_MAGIC = b"GGUF"
-QUANT_CAVEAT = (
-    "dequantized from a quantized GGUF: quantization moved the weights a little, so this is not "
-    "the original checkpoint"
-)
+_QUANTIZED_PREFIXES = ("Q", "IQ", "TQ", "MXFP")  # GGML types that quantize (not F32/F16/BF16)
+
+
+def quant_caveat(tensor_types: tuple[str, ...] | list[str]) -> str:
+    """The one-line caveat every use of a converted GGUF repeats (fetch output, stderr, the
+    folder's ``gguf_source.json``)."""
+    quantized = [t for t in tensor_types if t.startswith(_QUANTIZED_PREFIXES)]
+    if not quantized:
+        return "converted from GGUF (unquantized tensors: the weights are the file's own)"
+    return (
+        f"dequantized to float32 from a GGUF quantized as {', '.join(quantized)}: quantization "
+        "moved the weights a little, so this is not the original checkpoint"
+    )
 
 
 def cache_root() -> Path:
@@ -205,6 +215,7 @@ def gguf_folder(path: str | os.PathLike[str], root: Path | None = None) -> Path:
     base = (root or cache_root()) / "gguf"
     folder = base / sha256[:32]
     if (folder / "gguf_source.json").is_file():  # written last: the folder is complete
+        _note(folder)
         return folder
     info = inspect_gguf(file, sha256)
     base.mkdir(parents=True, exist_ok=True)
@@ -219,7 +230,20 @@ def gguf_folder(path: str | os.PathLike[str], root: Path | None = None) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    _note(folder)
     return folder
+
+
+_NOTED: set[Path] = set()
+
+
+def _note(folder: Path) -> None:
+    """Print the folder's quantization caveat on stderr, once per process."""
+    if folder in _NOTED:
+        return
+    _NOTED.add(folder)
+    record = json.loads((folder / "gguf_source.json").read_text())
+    print(f"note: model {record['file']}: {record['caveat']}", file=sys.stderr)
 
 
 def _chmod_umask(folder: Path) -> None:
@@ -269,6 +293,6 @@ def _convert(info: GGUFInfo, out: Path) -> None:
         "architecture": info.architecture,
         "tensor_types": list(info.tensor_types),
         "dtype": "float32",
-        "caveat": QUANT_CAVEAT,
+        "caveat": quant_caveat(info.tensor_types),
     }
     (out / "gguf_source.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -49,7 +49,7 @@ def test_gguf_converts_once_to_a_float32_safetensors_folder(smollm2_gguf, smollm
     source = json.loads((smollm2_folder / "gguf_source.json").read_text())
     assert source["sha256"] == gg.file_sha256(smollm2_gguf)
     assert source["architecture"] == "LlamaForCausalLM" and "Q4_1" in source["tensor_types"]
-    assert "quantization moved the weights" in source["caveat"]
+    assert "quantized as Q4_1, Q8_0: quantization moved the weights" in source["caveat"]
     config = json.loads((smollm2_folder / "config.json").read_text())
     assert (config["num_hidden_layers"], config["hidden_size"]) == (30, 576)
     assert (config["num_attention_heads"], config["num_key_value_heads"]) == (9, 3)
