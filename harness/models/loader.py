@@ -1,9 +1,12 @@
 """One loader for every model: the shipped toy zoo, hub names, and any local HF folder.
 
 A model config (``conf/model/<slug>.yaml``) has ``name`` (the slug), ``source`` (``zoo``, ``hub``
-or ``local``), ``path`` (the hub id, or the folder for ``local``; the zoo resolves its own
-folder), and defaults for ``dtype`` and ``device``; the run's top-level ``dtype``/``device``
-override them when set. Weights are read from safetensors only; ``trust_remote_code`` stays off
+or ``local``), ``path`` (the hub id, or the folder or ``.gguf`` file for ``local``; the zoo
+resolves its own folder), and defaults for ``dtype`` and ``device``; the run's top-level
+``dtype``/``device`` override them when set. A GGUF file is converted once to a cached
+safetensors folder (:mod:`harness.models.gguf`); a hub model with an ``offline`` source falls
+back to its fetched copy when the hub cannot serve it (:mod:`harness.models.fetch`). Weights
+are read from safetensors only; ``trust_remote_code`` stays off
 unless the model config sets it.
 """
 
