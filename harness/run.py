@@ -88,7 +88,7 @@ def run_one(
     from harness.methods.base import make_method
     from harness.models.loader import load_model
     from harness.storage import atomic_write_json, atomic_write_parquet, content_hash
-    from harness.task_metric import check_metric
+    from harness.task_metric import check_metric, clean_task_scores
     from harness.tasks import make_task, tokenize_pairs
     from harness.tracking import check_logger_config
 
@@ -252,6 +252,7 @@ def run_one(
         "peak_mem_mb_run": peak_mem_mb(loaded.adapter.device),
         "clean_metric": truth.base_metric if cfg.direction == "noising" else truth.source_metric,
         "corrupt_metric": truth.source_metric if cfg.direction == "noising" else truth.base_metric,
+        **clean_task_scores(ctx),  # clean_accuracy, chance_accuracy, task_solved, ...
         "n_components": len(components),
         "truth_sample": cfg.truth.sample,
         "n_truth": int(scored.sum()),
@@ -335,6 +336,17 @@ def _check_writable(out_dir: Path) -> None:
         ) from None
 
 
+def _task_line(s: dict[str, Any]) -> list[str]:
+    """The clean-accuracy line of the printed table (absent in records written before it)."""
+    if "clean_accuracy" not in s:
+        return []
+    verdict = "" if s["task_solved"] else "  -- TASK NOT SOLVED: accuracy near chance"
+    return [
+        f"  clean accuracy {s['clean_accuracy']:.3f} (chance {s['chance_accuracy']:.3f}), "
+        f"clean logit diff {s['clean_logit_diff']:.4f}{verdict}"
+    ]
+
+
 def format_summary(record: RunRecord, top: int = 5) -> str:
     """The short table printed at the end of a run."""
     s = record.summary
@@ -351,6 +363,7 @@ def format_summary(record: RunRecord, top: int = 5) -> str:
         f"  {s['n_components']} components{sampled} x {s['n_prompts']} prompts; "
         f"clean metric {_num(s['clean_metric'], '.4f')}, "
         f"corrupt metric {_num(s['corrupt_metric'], '.4f')}{interval}",
+        *_task_line(s),
         "",
         f"  {'mae':>9} {'rmse':>9} {'max_err':>9} {'rel_err':>9} {'spearman':>9} "
         f"{'kendall':>9} {'sign_agr':>9} {topk_label:>9} {'wall_s':>8}",

@@ -8,11 +8,17 @@ value; an effect is L(patched) - L(unpatched).
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING
+
 import torch
 
 from harness.errors import HarnessError
 from harness.registry import unknown_choice
 from harness.types import PromptBatch
+
+if TYPE_CHECKING:
+    from harness.context import AttributionContext
 
 METRICS = ("logit_diff", "logprob")
 
@@ -55,3 +61,50 @@ def per_prompt_metric(
 def _masked_mean(values: torch.Tensor, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     picked = values.gather(1, index.clamp(min=0)) * mask
     return picked.sum(dim=-1) / mask.sum(dim=-1)
+
+
+def answer_correct(final: torch.Tensor, batch: PromptBatch) -> torch.Tensor:
+    """Per-prompt bool [n]: the best answer token's logit beats every wrong answer's.
+
+    ``final`` [n, vocab] holds the logits at each prompt's last real position. With one answer
+    and one wrong answer this is logit(answer) > logit(wrong); with answer sets (greater-than) the
+    highest-ranked token of answers + wrongs must be an answer.
+    """
+    neg = torch.finfo(final.dtype).min
+    best_answer = final.gather(1, batch.answers.clamp(min=0)).masked_fill(~batch.answer_mask, neg)
+    best_wrong = final.gather(1, batch.wrongs.clamp(min=0)).masked_fill(~batch.wrong_mask, neg)
+    return best_answer.max(dim=-1).values > best_wrong.max(dim=-1).values
+
+
+def clean_task_scores(ctx: AttributionContext) -> dict[str, float | bool]:
+    """How well the model does the task on the clean prompts (one unhooked forward pass).
+
+    ``clean_accuracy``: fraction of prompts where :func:`answer_correct`; ``chance_accuracy``:
+    its expectation when the answer and wrong tokens are ranked at random (mean of
+    |answers| / (|answers| + |wrongs|), 0.5 for one of each); ``clean_logit_diff``: mean logit
+    difference (answers minus wrongs) whatever the run's metric; ``task_solved``: accuracy above
+    chance by more than two binomial standard errors and a positive mean logit difference. A run
+    with ``task_solved`` false measures attributions of a task the model cannot do; reports keep
+    it apart.
+    """
+    batch = ctx.batch
+    correct, diffs = [], []
+    with torch.no_grad():
+        for rows in ctx.prompt_chunks():
+            sub = batch.select(rows)
+            logits = ctx.model.run(batch.clean[rows])
+            final = logits[torch.arange(logits.shape[0], device=logits.device), sub.last]
+            correct.append(answer_correct(final, sub))
+            diffs.append(per_prompt_metric(logits, sub, "logit_diff"))
+    n = batch.n
+    accuracy = float(torch.cat(correct).double().mean())
+    k_answers = batch.answer_mask.sum(dim=-1).double()
+    chance = float((k_answers / (k_answers + batch.wrong_mask.sum(dim=-1).double())).mean())
+    logit_diff = float(torch.cat(diffs).double().mean())
+    margin = 2.0 * math.sqrt(chance * (1.0 - chance) / n)
+    return {
+        "clean_accuracy": accuracy,
+        "chance_accuracy": chance,
+        "clean_logit_diff": logit_diff,
+        "task_solved": bool(accuracy > chance + margin and logit_diff > 0),
+    }

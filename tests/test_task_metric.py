@@ -50,3 +50,38 @@ def test_copies_repeat_the_batch():
 def test_unknown_metric_is_one_line():
     with pytest.raises(HarnessError, match="unknown metric 'kl'.*accepted: logit_diff, logprob"):
         check_metric("kl")
+
+
+def test_answer_correct_compares_the_best_of_each_set():
+    from harness.task_metric import answer_correct
+
+    final = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0], [5.0, 1.0, 0.0, 0.0, 2.0]])
+    # row 0: best answer 4 (logit 4) beats wrongs 1, 2; row 1: answers 4 (2.0) vs wrong 0 (5.0)
+    batch = batch_with([[4, -1], [4, 3]], [[1, 2], [0, -1]], [0, 0])
+    assert answer_correct(final, batch).tolist() == [True, False]
+
+
+def test_clean_task_scores_on_a_trained_toy_model():
+    """toy-gpt2 solves IOI; with answers and wrong answers swapped it 'cannot do' the task, and
+    the summary's task_solved says so."""
+    from harness.components import enumerate_components
+    from harness.context import AttributionContext
+    from harness.models.loader import load_model
+    from harness.task_metric import clean_task_scores
+    from harness.tasks import load_task, tokenize_pairs
+    from harness.types import PromptPair
+
+    loaded = load_model({"name": "toy-gpt2", "source": "zoo"}, device="cpu", dtype="float32")
+    pairs = load_task("ioi").make_pairs(loaded.tokenizer, 16, seed=0)
+    swapped = [PromptPair(p.clean, p.corrupt, p.wrongs, p.answers) for p in pairs]
+    scores = []
+    for prompt_pairs in (pairs, swapped):
+        batch = tokenize_pairs(prompt_pairs, loaded.tokenizer)
+        comps = enumerate_components(loaded.adapter.shape, ["head"], "all", batch.seq_len)
+        ctx = AttributionContext(model=loaded.adapter, batch=batch, components=comps)
+        scores.append(clean_task_scores(ctx))
+    solved, unsolved = scores
+    assert solved["clean_accuracy"] == 1.0 and solved["task_solved"] is True
+    assert solved["chance_accuracy"] == 0.5 and solved["clean_logit_diff"] > 1.0
+    assert unsolved["clean_accuracy"] == 0.0 and unsolved["task_solved"] is False
+    assert unsolved["clean_logit_diff"] == pytest.approx(-solved["clean_logit_diff"])

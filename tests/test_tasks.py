@@ -326,18 +326,59 @@ def test_greater_than_natural_year_filter(bpe_tokenizer):
         assert toks == [f"Ġ{xx}", f"{yy:02d}"]
 
 
-def test_greater_than_needs_two_digit_tokens(toy_tokenizer):
-    from tokenizers import Tokenizer, models, pre_tokenizers
+def _digit_tokenizer(chunk: int):
+    """A word-level tokenizer that splits numbers into chunks of up to ``chunk`` digits (1:
+    Qwen-2 / Gemma-2 / SmolLM2 style; 3: Llama-3 style); words outside its vocabulary are [UNK]."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {c: i for i, c in enumerate(["[UNK]", *"0123456789", "The", "year"])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    numbers = [str(i) for i in range(10)] + [f"{i:0{k}d}" for k in (2, 3) for i in range(10**k)]
+    words = ["[UNK]", *dict.fromkeys(n for n in numbers if len(n) <= chunk), "The", "year"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits(individual_digits=True)]
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Split(Regex(rf"\d{{1,{chunk}}}"), behavior="isolated"),
+        ]
     )
-    digits = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
+
+
+def test_greater_than_two_digit_form_needs_two_digit_tokens():
     with pytest.raises(HarnessError, match="no year ' XXYY' tokenizes"):
-        load_task("greater_than").make_pairs(digits, 2, 0)
+        load_task("greater_than", year_tokens="two_digit").make_pairs(_digit_tokenizer(1), 2, 0)
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+@pytest.mark.parametrize("form", ["canonical", "acdc"])
+def test_greater_than_next_token_form_on_digit_tokenizers(chunk, form):
+    """Tokenizers that split numbers (one digit, or Llama-3's three) get the next-token form:
+    the prompt stops where the end years part, the answers are the next tokens that can only
+    start a later year, the wrong answers those that can only start an earlier or equal one."""
+    tok = _digit_tokenizer(chunk)
+    pairs = load_task("greater_than", form=form).make_pairs(tok, 12, seed=1)
+    for pair in pairs:
+        clean = tok.convert_ids_to_tokens(pair.clean)
+        corrupt = tok.convert_ids_to_tokens(pair.corrupt)
+        digits = "".join(t for t in clean if t.isdigit())
+        year, shown = int(digits[:4]), digits[4:]  # start year; end-year digits in the prompt
+        century = year // 100
+        assert len(corrupt) == len(clean)
+        assert "".join(t for t in corrupt if t.isdigit()) == f"{century}01{shown}"
+        answers = set(tok.convert_ids_to_tokens(list(pair.answers)))
+        wrongs = set(tok.convert_ids_to_tokens(list(pair.wrongs)))
+        assert answers and wrongs and not answers & wrongs
+        seen = set()
+        for end in range(century * 100, century * 100 + 100):
+            toks = tok.tokenize(str(end))
+            k = next(k for k in range(len(toks) + 1) if "".join(toks[:k]) == shown)
+            nxt = toks[k]
+            seen.add(nxt)
+            if nxt in answers:
+                assert end > year, (end, year, sorted(answers))
+            if nxt in wrongs:
+                assert end <= year, (end, year, sorted(wrongs))
+        assert answers | wrongs <= seen
 
 
 def test_factual_recall_structure(tokenizer):

@@ -1,9 +1,12 @@
 """One loader for every model: the shipped toy zoo, hub names, and any local HF folder.
 
 A model config (``conf/model/<slug>.yaml``) has ``name`` (the slug), ``source`` (``zoo``, ``hub``
-or ``local``), ``path`` (the hub id, or the folder for ``local``; the zoo resolves its own
-folder), and defaults for ``dtype`` and ``device``; the run's top-level ``dtype``/``device``
-override them when set. Weights are read from safetensors only; ``trust_remote_code`` stays off
+or ``local``), ``path`` (the hub id, or the folder or ``.gguf`` file for ``local``; the zoo
+resolves its own folder), and defaults for ``dtype`` and ``device``; the run's top-level
+``dtype``/``device`` override them when set. A GGUF file is converted once to a cached
+safetensors folder (:mod:`harness.models.gguf`); a hub model with an ``offline`` source falls
+back to its fetched copy when the hub cannot serve it (:mod:`harness.models.fetch`). Weights
+are read from safetensors only; ``trust_remote_code`` stays off
 unless the model config sets it.
 """
 
@@ -21,6 +24,7 @@ import torch
 
 from harness.adapter import ModelAdapter, boot_bridge
 from harness.errors import HarnessError
+from harness.models import gguf
 from harness.registry import unknown_choice
 
 ZOO_DIR = Path(__file__).parent / "zoo"
@@ -83,17 +87,41 @@ def model_folder(model_cfg: Mapping[str, Any]) -> Path:
     if source == "local":
         path = model_cfg.get("path")
         if not path:
-            raise HarnessError("model=local needs model.path=DIR (a Hugging Face causal-LM folder)")
+            raise HarnessError(
+                "model=local needs model.path=DIR (a Hugging Face causal-LM folder) or FILE.gguf"
+            )
+        if gguf.is_gguf_path(str(path)):
+            return gguf.gguf_folder(str(path))  # dequantized once, cached as safetensors
         folder = Path(str(path)).expanduser()
         check_causal_lm_folder(folder)
         return folder
     repo_id = str(model_cfg.get("path") or name)
-    folder = hub_snapshot(repo_id, model_cfg.get("revision"))
+    folder = hub_or_offline_snapshot(model_cfg, repo_id)
     if not model_cfg.get("random_init") and not any(folder.glob("*.safetensors")):
         raise HarnessError(
             f"hub model {repo_id!r} has no *.safetensors weights (only safetensors are loaded)"
         )
     return folder
+
+
+def hub_or_offline_snapshot(model_cfg: Mapping[str, Any], repo_id: str) -> Path:
+    """The hub snapshot of ``repo_id``; when the hub cannot serve it and the model config names
+    an ``offline`` source, its fetched copy (:mod:`harness.models.fetch`), or a one-line error
+    naming the ``harness-fetch`` command when that is not fetched either."""
+    try:
+        return hub_snapshot(repo_id, model_cfg.get("revision"))
+    except HarnessError as err:
+        if not model_cfg.get("offline"):
+            raise
+        from harness.models import fetch
+
+        folder = fetch.offline_folder(model_cfg)
+        if folder is None:
+            raise HarnessError(
+                f"{err}; its offline copy is not fetched either: run "
+                f"`{fetch.fetch_command(str(model_cfg.get('name')))}`"
+            ) from None
+        return folder
 
 
 def check_causal_lm_folder(folder: Path) -> None:

@@ -6,7 +6,15 @@ import random
 from typing import Any, ClassVar
 
 from harness.taskdefs import toy_vocab
-from harness.taskdefs.common import choice, count, fill, n_tokens, same_length, sample_pairs
+from harness.taskdefs.common import (
+    choice,
+    count,
+    fill,
+    n_tokens,
+    same_length,
+    sample_pairs,
+    special_prefix,
+)
 from harness.taskdefs.greater_than.data import NOUNS, TEMPLATES
 
 from harness.config import Range
@@ -17,9 +25,44 @@ from harness.types import PromptPair
 CORRUPT_YY = 1
 """Corruption: the start year's last two digits become 01 (1732 -> 1701)."""
 
+YEAR_TOKENS = ("auto", "two_digit", "next_token")
+"""``two_digit``: Hanna et al.'s form (the prompt ends in " XX", answers are the tokens "00".."99";
+needs a tokenizer with two-digit tokens, e.g. GPT-2); ``next_token``: the prompt ends where the
+end years' tokenizations part, answers are the tokens that come next (any tokenizer, e.g. one
+that splits digits one by one); ``auto``: ``two_digit`` when the tokenizer allows it."""
+
 
 def _ids(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def next_token_sets(
+    tokenizer: Any, text_before_end_year: str, start_year: int, century: int
+) -> tuple[list[int], list[int], list[int]]:
+    """Prompt ids and the answer / wrong-answer token sets of the ``next_token`` form.
+
+    The end year E runs over the century (``century`` * 100 + 0..99). Each full text
+    ``text_before_end_year + str(E)`` is tokenized (the tokenizer's own prefix, e.g. BOS, then the
+    text without special tokens); the prompt is the longest token prefix all of them share, and
+    E's *next token* is the token that follows it. A next token is an answer when every E it
+    starts is later than ``start_year``, a wrong answer when every E it starts is not, and left
+    out when it starts both (e.g. the digit "3" after "17" for start year 1732). Returns
+    (prompt ids, answer ids, wrong ids); the sets are empty when the tokenizer gives no such
+    split.
+    """
+    prefix = special_prefix(tokenizer)
+    years = [century * 100 + yy for yy in range(100)]
+    texts = [text_before_end_year + str(e) for e in years]
+    rows = [prefix + list(r) for r in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    shared = 0
+    while all(len(r) > shared + 1 for r in rows) and len({r[shared] for r in rows}) == 1:
+        shared += 1
+    later: dict[int, set[bool]] = {}
+    for e, r in zip(years, rows, strict=True):
+        later.setdefault(r[shared], set()).add(e > start_year)
+    answers = sorted(t for t, kinds in later.items() if kinds == {True})
+    wrongs = sorted(t for t, kinds in later.items() if kinds == {False})
+    return rows[0][:shared], answers, wrongs
 
 
 def valid_years(tokenizer: Any, centuries: list[int]) -> list[tuple[int, int]]:
@@ -49,6 +92,9 @@ class GreaterThanTask(Task):
     answers: every two-digit token <= YY. Metric: the answer-set minus wrong-set average logit
     (or the probability difference of Hanna et al.) at the last position. Toy: the digits are
     separate words ("17 32"), two-digit tokens "00".."99" are words of the toy vocabulary.
+    Tokenizers without two-digit year tokens (digit by digit, or Llama-3's chunks of three) use
+    ``year_tokens: next_token``: answers are the next tokens after the end years' shared token
+    prefix (:func:`next_token_sets`; README.md).
     """
 
     slug: ClassVar[str] = "greater_than"
@@ -58,10 +104,12 @@ class GreaterThanTask(Task):
         vocab: str = "auto",
         form: str = "canonical",
         centuries: list[int] | tuple[int, ...] = (11, 12, 13, 14, 15, 16, 17),
+        year_tokens: str = "auto",
         prepend_bos: bool = False,
     ) -> None:
         self.vocab = vocab
         self.form = choice("greater_than form", form, TEMPLATES)
+        self.year_tokens = choice("greater_than year_tokens", year_tokens, YEAR_TOKENS)
         cents = list(centuries)
         if not cents:
             raise HarnessError("greater_than centuries is empty; accepted: integers from 10 to 99")
@@ -81,7 +129,10 @@ class GreaterThanTask(Task):
         else:
             template = TEMPLATES[self.form]
             nouns = list(NOUNS)
-            years = valid_years(tokenizer, self.centuries)
+            two_digit = self.year_tokens != "next_token"
+            years = valid_years(tokenizer, self.centuries) if two_digit else []
+            if not years and self.year_tokens != "two_digit":
+                return self._next_token_pairs(tokenizer, n, seed, template, nouns)
             if not years:
                 raise HarnessError(
                     f"greater_than: no year ' XXYY' tokenizes as [' XX', 'YY'] with tokenizer "
@@ -102,5 +153,30 @@ class GreaterThanTask(Task):
             answers = tuple(d for d in digits if int(d) > yy)
             wrongs = tuple(d for d in digits if int(d) <= yy)
             return PromptPair(clean, corrupt, answers, wrongs)
+
+        return sample_pairs(n, seed, make_one, accept, what="greater_than")
+
+    def _next_token_pairs(
+        self, tokenizer: Any, n: int, seed: int, template: str, nouns: list[str]
+    ) -> list[PromptPair]:
+        """The ``next_token`` form (:func:`next_token_sets`): clean and corrupt prompts are token
+        id lists (the shared prefix of the clean / corrupt text), answers are token ids."""
+        if not template.endswith("[XX]"):
+            raise AssertionError(f"template must end with the end year's [XX]: {template!r}")
+        head = template.removesuffix("[XX]")
+
+        def make_one(rng: random.Random) -> PromptPair:
+            noun, xx, yy = rng.choice(nouns), rng.choice(self.centuries), rng.randrange(2, 99)
+            slots = {"NOUN": noun, "XX": str(xx)}
+            clean, answers, wrongs = next_token_sets(
+                tokenizer, fill(head, {**slots, "YY": f"{yy:02d}"}), xx * 100 + yy, xx
+            )
+            corrupt, _, _ = next_token_sets(
+                tokenizer, fill(head, {**slots, "YY": f"{CORRUPT_YY:02d}"}), xx * 100 + 1, xx
+            )
+            return PromptPair(clean, corrupt, tuple(answers), tuple(wrongs))
+
+        def accept(pair: PromptPair) -> bool:
+            return bool(pair.answers and pair.wrongs) and len(pair.clean) == len(pair.corrupt)
 
         return sample_pairs(n, seed, make_one, accept, what="greater_than")
