@@ -53,11 +53,10 @@ def _context(loaded, pairs: list[PromptPair], layers: list[int] | None = None):
 
 
 def _same_length_ioi(tokenizer, n: int) -> list[PromptPair]:
-    """n natural IOI pairs of one token length, the shortest such (the reference does not pad,
-    and its cost grows with the length)."""
-    pairs = load_task("ioi").make_pairs(tokenizer, 32, seed=3)
+    """n natural IOI pairs of one token length (the reference does not pad)."""
+    pairs = load_task("ioi").make_pairs(tokenizer, 24, seed=3)
     lengths = [len(tokenizer(str(p.clean))["input_ids"]) for p in pairs]
-    common = min(length for length in lengths if lengths.count(length) >= n)
+    common = max(set(lengths), key=lengths.count)
     picked = [p for p, length in zip(pairs, lengths, strict=True) if length == common][:n]
     assert len(picked) == n
     return picked
