@@ -161,15 +161,11 @@ def check_formats(formats: Sequence[str]) -> None:
 
 def check_out_dir(out: Path) -> None:
     """One-line ``ValueError`` unless ``out`` is (or can be made) a writable folder."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(
-            f"report folder {str(out)!r} is not a writable folder ({err.strerror})"
-        ) from None
+    from harness.storage import unwritable_reason
+
+    reason = unwritable_reason(out)
+    if reason is not None:
+        raise ValueError(f"report folder {str(out)!r} is not a writable folder ({reason})")
 
 
 def find_run_dirs(root: Path) -> list[Path]:

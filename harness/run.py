@@ -325,15 +325,11 @@ def check_finite(method: str, values: Any, components: list) -> None:
 
 
 def _check_writable(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise HarnessError(
-            f"results directory {str(out_dir)!r} is not writable ({err.strerror})"
-        ) from None
+    from harness.storage import unwritable_reason
+
+    reason = unwritable_reason(out_dir)
+    if reason is not None:
+        raise HarnessError(f"results directory {str(out_dir)!r} is not writable ({reason})")
 
 
 def _task_line(s: dict[str, Any]) -> list[str]:

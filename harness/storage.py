@@ -162,3 +162,16 @@ def _read_errors(path: Path) -> Iterator[None]:
         yield
     except OSError as err:
         raise HarnessError(f"cannot read {str(path)!r}: {err.strerror}") from None
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why ``folder`` cannot be made (if absent) and written into (the OS's words), or None."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        return err.strerror or os.strerror(err.errno or errno.EIO)
+    return None
