@@ -59,7 +59,8 @@ TABLE_COLUMNS = (
 )
 # Summary fields the tables and figures compute with: a run whose field has another type is
 # skipped with a warning (a hand-edited or foreign summary.json), not a traceback.
-NUMBER_FIELDS = tuple(k for k, _, _ in TABLE_COLUMNS) + (
+BOOL_FIELDS = ("task_solved",)
+NUMBER_FIELDS = tuple(k for k, _, _ in TABLE_COLUMNS if k not in BOOL_FIELDS) + (
     "rmse",
     "max_abs_error",
     "kendall",
@@ -129,13 +130,21 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
 
 def check_field_types(summary: dict[str, Any]) -> None:
     """``ValueError`` naming the first field of :data:`NUMBER_FIELDS` that is not a number or
-    null, or of :data:`TEXT_FIELDS` that is not a string."""
+    null, of :data:`BOOL_FIELDS` that is not a boolean or null, or of :data:`TEXT_FIELDS` that
+    is not a string."""
     for key in NUMBER_FIELDS:
         value = summary.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise ValueError(
                 f"summary.json field {key!r} is {type(value).__name__} {value!r}, "
                 "expected a number or null"
+            )
+    for key in BOOL_FIELDS:
+        value = summary.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(
+                f"summary.json field {key!r} is {type(value).__name__} {value!r}, "
+                "expected true, false or null"
             )
     for key in TEXT_FIELDS:
         value = summary.get(key)

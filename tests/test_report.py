@@ -346,6 +346,7 @@ def test_read_only_out_is_one_line(tmp_path, capsys):
         ("n_forward", {"a": 1}, "'n_forward' is dict"),
         ("topk_recall", True, "'topk_recall' is bool True"),
         ("model", 3, "'model' is int 3, expected a string"),
+        ("task_solved", 1, "'task_solved' is int 1, expected true, false or null"),
     ],
 )
 def test_summary_field_of_the_wrong_type_skips_that_run(field, value, expected, tmp_path, capsys):

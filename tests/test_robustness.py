@@ -503,11 +503,12 @@ def _prompts_file(path: Path, n: int, length: int = 28) -> Path:
         for _ in range(n):
             clean = [f"w{rng.randrange(61)}" for _ in range(length)]
             corrupt = [f"w{rng.randrange(61)}" if rng.random() < 0.5 else w for w in clean]
+            answer, wrong = rng.sample(range(61), 2)  # distinct: a degenerate pair is refused
             row = {
                 "clean": " ".join(clean),
                 "corrupt": " ".join(corrupt),
-                "answer": f"w{rng.randrange(61)}",
-                "wrong": f"w{rng.randrange(61)}",
+                "answer": f"w{answer}",
+                "wrong": f"w{wrong}",
             }
             handle.write(json.dumps(row) + "\n")
     return path
