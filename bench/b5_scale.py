@@ -167,8 +167,11 @@ def summarise(rows: list[dict]) -> list[dict]:
                 pushed = {p["n_sequences"] for p in points}
                 kind = "flat" if len(pushed) == 1 else "linear"
             else:
-                estimates = {r["est_fwd_equiv"] for r in in_set if r["method"] == method}
+                rows_n = [r for r in in_set if r["method"] == method]
+                estimates = {r["est_fwd_equiv"] for r in rows_n}
                 kind = ("flat" if len(estimates) == 1 else "linear") + "*"
+                if len({r["n"] for r in rows_n}) < 2:
+                    kind = "?"  # one N only: nothing to compare
             a, b = fit(points) if len(points) >= 2 else (math.nan, math.nan)
             cross: float | str = math.nan
             if method != "actpatch" and b0 == b0 and a == a and b0 != b:
