@@ -286,6 +286,33 @@ def check_weights(folder: Path, trust_remote_code: bool = False) -> None:
         )
 
 
+def check_weights_once(folder: Path, trust_remote_code: bool, cache_dir: Path | None) -> None:
+    """:func:`check_weights`, remembered per content: a folder whose files (every byte, see
+    :func:`fingerprint_folder`) passed the check under this transformers version is not built
+    again on the meta device (seconds of every run's start-up); an edited file is checked anew.
+    Without ``cache_dir`` it always checks."""
+    import transformers
+
+    from harness.storage import content_hash, read_hashed_json, write_hashed_json
+
+    if cache_dir is None:
+        check_weights(folder, trust_remote_code)
+        return
+    passed = {
+        "fingerprint": fingerprint_folder(folder, cache_dir),
+        "transformers": transformers.__version__,
+        "trust_remote_code": trust_remote_code,
+    }
+    marker = Path(cache_dir) / "weights_checked" / f"{content_hash(passed)[:24]}.json"
+    if read_hashed_json(marker) == passed:
+        return
+    check_weights(folder, trust_remote_code)
+    try:
+        write_hashed_json(marker, passed)
+    except HarnessError:
+        pass  # a cache that cannot be written only means checking again next time
+
+
 def check_vocab(name: Any, folder: Path, tokenizer: Any, bridge: Any) -> None:
     """Refuse a tokenizer with more tokens than the model's embedding has rows (its larger
     ids would index outside the embedding); fewer is common (padded embeddings) and fine."""
@@ -338,7 +365,7 @@ def load_model(
         ) from None
     try:
         if not random_init:
-            check_weights(folder, trust)
+            check_weights_once(folder, trust, cache_dir)
         bridge = boot_bridge(str(folder), torch_device, torch_dtype, trust, random_init)
     except HarnessError:
         raise

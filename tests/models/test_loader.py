@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.models.loader import ZOO_DIR, check_weights, load_model, zoo_models
+from harness.models.loader import ZOO_DIR, check_weights, check_weights_once, load_model, zoo_models
 from tests.test_cli import local_args, run_cli
 from tests.test_robustness import assert_one_line
 
@@ -44,6 +44,26 @@ def test_config_that_disagrees_with_weights_is_one_line(
     )
     code, _, err = run_cli(local_args(folder, pairs, tmp_path), capsys)
     assert_one_line(code, err, "config.json does not match the weights", *needles)
+
+
+def test_a_passed_weights_check_is_remembered_per_content(tiny_gpt2, tmp_path, monkeypatch):
+    import harness.models.loader as loader
+
+    folder, cache = edited_copy(tiny_gpt2, tmp_path / "model"), tmp_path / "cache"
+    calls: list[Path] = []
+    real = loader.check_weights
+    monkeypatch.setattr(loader, "check_weights", lambda f, t=False: (calls.append(f), real(f, t)))
+    check_weights_once(folder, False, cache)
+    check_weights_once(folder, False, cache)
+    assert len(calls) == 1 and len(list((cache / "weights_checked").glob("*.json"))) == 1
+    path = folder / "config.json"  # an edit after a passed check is checked (and refused)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "n_layer": 2}))
+    with pytest.raises(HarnessError, match="config.json does not match the weights"):
+        check_weights_once(folder, False, cache)
+    assert len(calls) == 2
+    with pytest.raises(HarnessError):  # without a cache it always checks
+        check_weights_once(folder, False, None)
+    assert len(calls) == 3
 
 
 def test_tokenizer_larger_than_the_vocabulary_is_one_line(tiny_gpt2, tmp_path):
