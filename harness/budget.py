@@ -25,13 +25,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 GB = 2**30
 
-KINDS = ("forward", "backward", "hvp", "jvp", "jvp2")
+KINDS = ("forward", "backward", "hvp")
 """What a pass keeps alive: ``forward`` no graph; ``backward`` the autograd graph of one
-backward; ``hvp`` the graph of a backward with ``create_graph`` and its second backward;
-``jvp``/``jvp2`` one or two nested forward-mode tangents (no graph)."""
+backward; ``hvp`` the graph of a backward with ``create_graph`` and its second backward."""
 
-_GRAPH_FACTOR = {"forward": 0.0, "backward": 2.0, "hvp": 5.0, "jvp": 0.0, "jvp2": 0.0}
-_TANGENTS = {"forward": 1, "backward": 1, "hvp": 1, "jvp": 2, "jvp2": 4}
+_GRAPH_FACTOR = {"forward": 0.0, "backward": 2.0, "hvp": 5.0}
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ def row_bytes(
     logits = 3 * logit_positions * shape.d_vocab
     kv = 2 * layers * seq * shape.d_model
     live = 2 * per_block + _GRAPH_FACTOR[kind] * layers * per_block
-    elements = _TANGENTS[kind] * (live + logits) + kv
+    elements = live + logits + kv
     return int(elements * torch.finfo(dtype).bits // 8)
 
 
@@ -96,15 +94,6 @@ def _available_ram() -> int:
     except OSError:
         pass
     return 4 * GB
-
-
-def check_memory_gb(value: object) -> float | None:
-    """``memory_gb`` as a positive float or None; a one-line HarnessError otherwise."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise HarnessError(f"memory_gb must be a positive number of GiB or null, got {value!r}")
-    return float(value)
 
 
 def chunk_plan(

@@ -307,11 +307,11 @@ def on_all_components(column: Any, scored: np.ndarray) -> Any:
 
 
 def memory_bytes(memory_gb: Any) -> int | None:
-    """The ``memory_gb`` setting in bytes (None: the default of :mod:`harness.budget`)."""
-    from harness.budget import GB, check_memory_gb
+    """The ``memory_gb`` setting (its range checked by the config schema) in bytes (None: the
+    default of :mod:`harness.budget`)."""
+    from harness.budget import GB
 
-    value = check_memory_gb(memory_gb)
-    return None if value is None else int(value * GB)
+    return None if memory_gb is None else int(memory_gb * GB)
 
 
 def check_finite(method: str, values: Any, components: list) -> None:

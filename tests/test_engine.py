@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from harness.adapter import ModelAdapter
-from harness.budget import GB, check_memory_gb
+from harness.budget import GB
+from harness.config import check_ranges
 from harness.errors import HarnessError
 from harness.methods.actpatch import ActivationPatching
 from harness.patching import collect_activations, patch_effects, site_names
+from harness.run import memory_bytes as memory_gb_in_bytes
 from harness.second_order import path_derivatives, path_derivatives_full
 from tests.helpers import make_context, random_batch
 
@@ -85,9 +87,9 @@ def test_budget_too_small_for_one_copy_is_a_one_line_error(tiny_gpt2):
     with pytest.raises(HarnessError, match="memory_gb=.*too small.*raise memory_gb") as err:
         path_derivatives(ctx, ctx.components, base, source)
     assert "\n" not in str(err.value)
-    with pytest.raises(HarnessError, match="memory_gb must be a positive number"):
-        check_memory_gb(0)
-    assert check_memory_gb(2) * GB == 2 * GB
+    with pytest.raises(HarnessError, match=r"memory_gb must be in \(0, inf\), got 0"):
+        check_ranges({"memory_gb": 0})  # the config schema refuses it before any pass
+    assert memory_gb_in_bytes(2) == 2 * GB
 
 
 def test_failed_check_falls_back_to_the_reference(tiny_gpt2, monkeypatch, caplog):
