@@ -37,37 +37,3 @@ def lazy_registry(axis: str, group: str, base: type) -> Registry:
         if impl:
             registry.add(slug, str(impl))
     return registry
-
-
-def searchpath_dirs(argv: list[str]) -> list[Path]:
-    """Folders added by a ``hydra.searchpath=[file://DIR,...]`` override (``pkg://`` entries
-    are left out): more config group options, e.g. a user's own ``method/<slug>.yaml``."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    dirs: list[Path] = []
-    for arg in argv:
-        if not arg.lstrip("+~").startswith("hydra.searchpath="):
-            continue
-        try:
-            value = OverridesParser.create().parse_overrides([arg.lstrip("+~")])[0].value()
-        except Exception:  # noqa: BLE001 - Hydra reports a malformed override itself
-            continue
-        for entry in value if isinstance(value, list) else [value]:
-            entry = str(entry)
-            if entry.startswith("file://"):
-                dirs.append(Path(entry[len("file://") :]))
-            elif "://" not in entry:
-                dirs.append(Path(entry))
-    return dirs
-
-
-def all_group_options(group: str, extra_dirs: list[Path]) -> list[str]:
-    """:func:`group_options` plus the options of ``group`` in each of ``extra_dirs``."""
-    options = set(group_options(group))
-    for root in extra_dirs:
-        folder = root / group
-        if folder.is_dir():
-            options.update(
-                p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml")
-            )
-    return sorted(options)

@@ -36,6 +36,7 @@ from omegaconf import OmegaConf
 
 from harness.config import register_schemas
 from harness.errors import HarnessError, NumericalError
+from harness.job import JobSpec, config_hash
 
 register_schemas()
 
@@ -74,84 +75,112 @@ def run_one(
     """Run one (model, task, method) job described by the composed config ``cfg``.
 
     ``key`` is the job's config hash and ``inputs`` its :func:`job_inputs` (both computed from
-    ``cfg`` when not given)."""
-    from omegaconf import OmegaConf
+    ``cfg`` when not given). Four stages, in order: the job spec (the config validated once,
+    :func:`harness.job.job_spec`), the attribution context (:func:`build_context`), the
+    evaluation (:func:`evaluate`: truth, estimates, scores, diagnostics, circuits) and the
+    record (:func:`write_record`: summary.json, the parquet files)."""
+    from harness.job import job_spec
 
-    from harness.circuits import circuit_recovery
-    from harness.components import check_components, enumerate_components
-    from harness.config import check_names, check_ranges
-    from harness.context import AttributionContext, CostCounter, check_direction
-    from harness.cost import peak_mem_mb, reset_peak_memory, time_forward
-    from harness.diagnostics import cached_diagnostics, check_reliability_config
-    from harness.evaluation import bootstrap_intervals, score_estimates
-    from harness.ground_truth import check_truth_sample, ground_truth, sample_truth
-    from harness.methods.base import make_method
-    from harness.models.loader import load_model
-    from harness.storage import atomic_write_json, atomic_write_parquet, content_hash
-    from harness.task_metric import check_metric, clean_task_scores
-    from harness.tasks import make_task, tokenize_pairs
-    from harness.tracking import check_logger_config
-
-    container = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(container, dict)
-    key = key or config_hash(container)
-    check_components(list(cfg.components.sites), str(cfg.components.positions))
-    check_metric(cfg.metric)
-    check_direction(cfg.direction)
-    check_ranges(container)
-    check_names(container)
-    check_logger_config(container.get("logger"))
-    check_reliability_config({"scores": cfg.reliability, "flag_fraction": cfg.flag.fraction})
-    check_truth_sample(cfg.truth.sample)  # a count or a fraction; the other truth.* are ranges
-    method = make_method(container["method"])
-    task = make_task(container["task"])
+    spec = job_spec(resolved_config(cfg), key)
     out_dir = Path(out_dir)
     _check_writable(out_dir)
+    inputs = inputs or job_inputs(spec.config, spec.cache_dir)
+    job = build_context(spec)
+    evaluation = evaluate(spec, job)
+    return write_record(spec, job, evaluation, inputs, out_dir)
 
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
-    inputs = inputs or job_inputs(container, cache_dir)
 
-    torch.manual_seed(cfg.seed)
+def resolved_config(cfg: Any) -> dict[str, Any]:
+    """A composed config (an OmegaConf node or a mapping) as a plain, resolved dict."""
+    container = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+    assert isinstance(container, dict)
+    return container
+
+
+@dataclass
+class JobContext:
+    """The second stage: the loaded model, the prompt batch, the components and the context
+    every method and the ground truth work on."""
+
+    loaded: Any  # harness.models.loader.LoadedModel
+    batch: Any  # harness.types.PromptBatch
+    components: list[Any]
+    ctx: Any  # harness.context.AttributionContext
+
+
+def build_context(spec: JobSpec) -> JobContext:
+    """Seed, load the model, make and tokenize the task's prompts, enumerate the components."""
+    from harness.components import enumerate_components
+    from harness.context import AttributionContext
+    from harness.cost import reset_peak_memory
+    from harness.models.loader import load_model
+    from harness.tasks import tokenize_pairs
+
+    torch.manual_seed(spec.seed)
     reset_peak_memory()
-    dtype = cfg.dtype or cfg.model.get("dtype") or "float32"
-    device = cfg.device or cfg.model.get("device") or "auto"
     loaded = load_model(
-        container["model"], device=device, dtype=dtype, seed=cfg.seed, cache_dir=cache_dir
+        spec.model, device=spec.device, dtype=spec.dtype, seed=spec.seed, cache_dir=spec.cache_dir
     )
-    pairs = task.make_pairs(loaded.tokenizer, cfg.n_prompts, cfg.seed)
-    batch = tokenize_pairs(pairs, loaded.tokenizer, prepend_bos=task.prepend_bos)
+    pairs = spec.task.make_pairs(loaded.tokenizer, spec.n_prompts, spec.seed)
+    batch = tokenize_pairs(pairs, loaded.tokenizer, prepend_bos=spec.task.prepend_bos)
     n_ctx = loaded.adapter.shape.n_ctx
     if n_ctx and batch.seq_len > n_ctx:
         raise HarnessError(
-            f"prompts are {batch.seq_len} tokens long but model {cfg.model.name!r} has a "
+            f"prompts are {batch.seq_len} tokens long but model {spec.model['name']!r} has a "
             f"context of {n_ctx} tokens"
         )
     components = enumerate_components(
-        loaded.adapter.shape,
-        list(cfg.components.sites),
-        str(cfg.components.positions),
-        batch.seq_len,
+        loaded.adapter.shape, spec.sites, spec.positions, batch.seq_len
     )
     ctx = AttributionContext(
         model=loaded.adapter,
         batch=batch.to(loaded.adapter.device),
         components=components,
-        metric=cfg.metric,
-        direction=cfg.direction,
-        batch_size=cfg.batch_size,
-        progress=bool(cfg.progress),
-        memory_bytes=memory_bytes(cfg.get("memory_gb")),
+        metric=spec.metric,
+        direction=spec.direction,
+        batch_size=spec.batch_size,
+        progress=spec.progress,
+        memory_bytes=memory_bytes(spec.memory_gb),
     )
+    return JobContext(loaded=loaded, batch=batch, components=components, ctx=ctx)
+
+
+@dataclass
+class Evaluation:
+    """The third stage: the ground truth, the method's estimates and every score of them."""
+
+    truth: Any  # harness.ground_truth.GroundTruth
+    scored: np.ndarray  # [n_components] bool: the components the truth was patched for
+    truth_np: np.ndarray  # [n_components] float64, NaN where not scored
+    output: Any  # harness.methods.base.MethodOutput
+    estimates: np.ndarray  # [n_components] float64
+    cost: dict[str, Any]  # wall_s, forward_s, peak_mem_mb and the method's pass counts
+    scores: dict[str, Any]
+    diagnostics: dict[str, Any]
+    frame: pd.DataFrame
+    curve: pd.DataFrame | None
+
+
+def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
+    """Ground truth (cached, on ``truth.sample``'s subset), the timed method, the scores with
+    their bootstrap intervals, the estimates frame, diagnostics and circuit recovery."""
+    from harness.circuits import circuit_recovery
+    from harness.context import CostCounter
+    from harness.cost import peak_mem_mb, time_forward
+    from harness.evaluation import bootstrap_intervals, score_estimates
+    from harness.ground_truth import ground_truth, sample_truth
+
+    ctx, components, method = job.ctx, job.components, spec.method
     # truth.sample: only a stratified subset is patched, and every score is taken on it
-    truth_index = sample_truth(components, cfg.truth.sample, cfg.seed)
+    truth_index = sample_truth(components, spec.truth_sample, spec.seed)
     scored = np.ones(len(components), dtype=bool)
     truth_ctx = ctx
     if truth_index is not None:
         scored[:] = False
         scored[truth_index] = True
         truth_ctx = replace(ctx, components=[components[i] for i in truth_index])
-    check_run_cost(cfg, method, ctx, len(truth_ctx.components))
-    truth = ground_truth(truth_ctx, loaded.fingerprint, cache_dir, universe=components)
+    check_run_cost(spec, method, ctx, len(truth_ctx.components))
+    truth = ground_truth(truth_ctx, job.loaded.fingerprint, spec.cache_dir, universe=components)
     ctx.truth = truth.effects if truth_index is None else None  # actpatch reads it
 
     forward_s = time_forward(ctx)  # one clean forward of the prompt batch (after a warm-up)
@@ -162,28 +191,70 @@ def run_one(
     if output.summary.get("reads_truth"):  # actpatch: the method's cost is the truth's
         wall_s = float(truth.cost.get("wall_s", wall_s))
         method_cost = {k: int(truth.cost.get(k, 0)) for k in method_cost}
-    peak_mb = peak_mem_mb(loaded.adapter.device)
+    cost = {
+        "wall_s": wall_s,
+        "forward_s": forward_s,
+        "peak_mem_mb": peak_mem_mb(job.loaded.adapter.device),
+        "method_cost": method_cost,
+    }
     estimates = output.estimates.detach().double().cpu().numpy()
     check_finite(method.name, estimates, components)
     truth_np = np.full(len(components), np.nan)
     truth_np[scored] = truth.effects.numpy()
-    scores = score_estimates(estimates[scored], truth_np[scored], topk=cfg.topk)
+    scores = score_estimates(estimates[scored], truth_np[scored], topk=spec.topk)
     scores.update(
         bootstrap_intervals(
             estimates[scored],
             truth_np[scored],
-            cfg.topk,
-            cfg.truth.bootstrap,
-            cfg.truth.confidence,
-            cfg.seed,
+            spec.topk,
+            spec.bootstrap,
+            spec.confidence,
+            spec.seed,
         )
     )
 
-    frame = pd.DataFrame(
+    frame = estimates_frame(spec, components, estimates, truth_np, scored)
+    diagnostics: dict[str, Any] = {}
+    if spec.diagnostics:
+        scored_truth = truth_np[scored]
+        columns, diagnostics = run_diagnostics(spec, truth, truth_ctx, scored_truth, truth_index)
+        for name, column in columns.items():
+            frame[name] = on_all_components(column, scored)
+    for name, column in output.columns.items():
+        frame[name] = column.detach().cpu().numpy()
+    curve = None
+    if spec.circuits:
+        start = time.perf_counter()
+        circuit_scores, curve = circuit_recovery(ctx.with_cost(CostCounter()), estimates)
+        diagnostics.update(circuit_scores)
+        diagnostics["circuits_wall_s"] = time.perf_counter() - start
+    return Evaluation(
+        truth=truth,
+        scored=scored,
+        truth_np=truth_np,
+        output=output,
+        estimates=estimates,
+        cost=cost,
+        scores=scores,
+        diagnostics=diagnostics,
+        frame=frame,
+        curve=curve,
+    )
+
+
+def estimates_frame(
+    spec: JobSpec,
+    components: list[Any],
+    estimates: np.ndarray,
+    truth_np: np.ndarray,
+    scored: np.ndarray,
+) -> pd.DataFrame:
+    """The identifying columns of estimates.parquet, one row per component."""
+    return pd.DataFrame(
         {
-            "model": cfg.model.name,
-            "task": cfg.task.name,
-            "method": method.name,
+            "model": spec.model["name"],
+            "task": spec.config["task"]["name"],
+            "method": spec.method.name,
             "component": [c.id for c in components],
             "site": [c.site for c in components],
             "layer": [c.layer for c in components],
@@ -196,99 +267,119 @@ def run_one(
             "sampled": scored,
         }
     )
-    diagnostics: dict[str, Any] = {}
-    if cfg.diagnostics:
-        diag_cost = CostCounter()
-        start = time.perf_counter()
-        diag_key = truth.key  # the sampled subset's diagnostics are cached under its own key
-        if truth_index is not None:
-            diag_key = content_hash({"truth": truth.key, "sample": truth_index.tolist()})[:24]
-        columns, diagnostics = cached_diagnostics(  # shared by the methods of a grid
-            cache_dir,
-            diag_key,
-            truth_ctx.with_cost(diag_cost),
-            truth_np[scored],
-            list(cfg.reliability),
-            cfg.flag,
-            cfg.unreliable,
-            method.bound,
-        )
-        diagnostics["diagnostics_wall_s"] = time.perf_counter() - start
-        for name, column in columns.items():
-            frame[name] = on_all_components(column, scored)
-    for name, column in output.columns.items():
-        frame[name] = column.detach().cpu().numpy()
-    curve = None
-    if cfg.circuits:
-        start = time.perf_counter()
-        circuit_scores, curve = circuit_recovery(ctx.with_cost(CostCounter()), estimates)
-        diagnostics.update(circuit_scores)
-        diagnostics["circuits_wall_s"] = time.perf_counter() - start
 
+
+def run_diagnostics(
+    spec: JobSpec, truth: Any, truth_ctx: Any, scored_truth: np.ndarray, truth_index: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Reliability scores, flags and bounds on the scored components (``scored_truth``: their
+    true effects), cached per ground truth and settings and shared by the methods of a grid:
+    (per-scored-component columns, summary values)."""
+    from harness.context import CostCounter
+    from harness.diagnostics import cached_diagnostics
+    from harness.storage import content_hash
+
+    start = time.perf_counter()
+    diag_key = truth.key  # the sampled subset's diagnostics are cached under its own key
+    if truth_index is not None:
+        diag_key = content_hash({"truth": truth.key, "sample": truth_index.tolist()})[:24]
+    columns, diagnostics = cached_diagnostics(
+        spec.cache_dir,
+        diag_key,
+        truth_ctx.with_cost(CostCounter()),
+        scored_truth,
+        spec.reliability,
+        spec.flag,
+        spec.unreliable,
+        spec.method.bound,
+    )
+    diagnostics["diagnostics_wall_s"] = time.perf_counter() - start
+    return columns, diagnostics
+
+
+def write_record(
+    spec: JobSpec,
+    job: JobContext,
+    evaluation: Evaluation,
+    inputs: dict[str, Any],
+    out_dir: Path,
+) -> RunRecord:
+    """The fourth stage: assemble ``summary.json`` and write it with ``estimates.parquet`` (and
+    ``circuit_curve.parquet``) into ``out_dir``, each atomically."""
+    from harness.cost import peak_mem_mb
+    from harness.storage import atomic_write_json, atomic_write_parquet
+    from harness.task_metric import clean_task_scores
+
+    ctx, truth, cost = job.ctx, evaluation.truth, evaluation.cost
+    wall_s, forward_s = cost["wall_s"], cost["forward_s"]
+    noising = spec.direction == "noising"
     summary: dict[str, Any] = {
         "run_id": uuid.uuid4().hex[:12],
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(),
-        "model": cfg.model.name,
-        "task": cfg.task.name,
-        "method": method.name,
-        "metric": cfg.metric,
-        "direction": cfg.direction,
-        "dtype": dtype,
-        "device": str(loaded.adapter.device),
-        "seed": cfg.seed,
-        "sites": list(cfg.components.sites),
-        "positions": cfg.components.positions,
-        **scores,
-        **diagnostics,
+        "model": spec.model["name"],
+        "task": spec.config["task"]["name"],
+        "method": spec.method.name,
+        "metric": spec.metric,
+        "direction": spec.direction,
+        "dtype": spec.dtype,
+        "device": str(job.loaded.adapter.device),
+        "seed": spec.seed,
+        "sites": spec.sites,
+        "positions": spec.positions,
+        **evaluation.scores,
+        **evaluation.diagnostics,
         "wall_s": wall_s,
         "forward_s": forward_s,
         "fwd_equiv": wall_s / forward_s if forward_s > 0 else None,
-        "peak_mem_mb": peak_mb,
-        **output.summary,
-        **method_cost,
+        "peak_mem_mb": cost["peak_mem_mb"],
+        **evaluation.output.summary,
+        **cost["method_cost"],
         "memory_budget_gb": ctx.memory_bytes / 2**30,
         "chunks": dict(ctx.chunks),
-        "peak_mem_mb_run": peak_mem_mb(loaded.adapter.device),
-        "clean_metric": truth.base_metric if cfg.direction == "noising" else truth.source_metric,
-        "corrupt_metric": truth.source_metric if cfg.direction == "noising" else truth.base_metric,
+        "peak_mem_mb_run": peak_mem_mb(job.loaded.adapter.device),
+        "clean_metric": truth.base_metric if noising else truth.source_metric,
+        "corrupt_metric": truth.source_metric if noising else truth.base_metric,
         **clean_task_scores(ctx),  # clean_accuracy, chance_accuracy, task_solved, ...
-        "n_components": len(components),
-        "truth_sample": cfg.truth.sample,
-        "n_truth": int(scored.sum()),
-        "truth_confidence": cfg.truth.confidence,
-        "n_prompts": batch.n,
-        "seq_len": batch.seq_len,
+        "n_components": len(job.components),
+        "truth_sample": spec.truth_sample,
+        "n_truth": int(evaluation.scored.sum()),
+        "truth_confidence": spec.confidence,
+        "n_prompts": job.batch.n,
+        "seq_len": job.batch.seq_len,
         "truth_key": truth.key,
         "truth_cached": truth.cached,
         "truth_wall_s": truth.cost.get("wall_s"),
-        "model_fingerprint": loaded.fingerprint,
-        "config_hash": key,
+        "model_fingerprint": job.loaded.fingerprint,
+        "config_hash": spec.key,
         "inputs": inputs,
         "status": "ok",
-        "config": container,
+        "config": spec.config,
     }
+    frame = evaluation.frame
     files = {"estimates.parquet": atomic_write_parquet(out_dir / "estimates.parquet", frame)}
-    if curve is not None:
+    if evaluation.curve is not None:
         files["circuit_curve.parquet"] = atomic_write_parquet(
-            out_dir / "circuit_curve.parquet", curve
+            out_dir / "circuit_curve.parquet", evaluation.curve
         )
     files["summary.json"] = atomic_write_json(out_dir / "summary.json", summary)
     return RunRecord(summary=summary, estimates=frame, out_dir=out_dir, files=files)
 
 
-def check_run_cost(cfg: Any, method: Any, ctx: Any, n_truth: int) -> None:
+def check_run_cost(spec: JobSpec, method: Any, ctx: Any, n_truth: int) -> None:
     """Refuse, before any pass, a method or a ground truth (with its diagnostics) whose
     estimated cost exceeds ``max_fwd_equiv``."""
     from harness.cost import check_cost, run_cost
 
-    limit = cfg.max_fwd_equiv
+    limit = spec.max_fwd_equiv
     count = len(ctx.components)
     check_cost(f"method {method.name!r} on {count} components", method.cost_estimate(ctx), limit)
-    what = "the ground truth" + (" and diagnostics" if cfg.diagnostics else "")
+    what = "the ground truth" + (" and diagnostics" if spec.diagnostics else "")
     remedy = "patch a sample (truth.sample=COUNT or a fraction)"
-    remedy += " or set diagnostics=false" if cfg.diagnostics else ""
-    check_cost(f"{what} of {n_truth} components", run_cost(n_truth, cfg.diagnostics), limit, remedy)
+    remedy += " or set diagnostics=false" if spec.diagnostics else ""
+    check_cost(
+        f"{what} of {n_truth} components", run_cost(n_truth, spec.diagnostics), limit, remedy
+    )
 
 
 def on_all_components(column: Any, scored: np.ndarray) -> Any:
@@ -400,17 +491,6 @@ def _num(value: Any, spec: str) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a".rjust(width)
     return format(value, spec)
-
-
-SEMANTIC_EXCLUDE = ("progress", "results_dir", "cache_dir", "logger", "resume")
-"""Top-level keys that do not change a job's results (left out of its config hash)."""
-
-
-def config_hash(container: dict[str, Any]) -> str:
-    """Hash of the resolved config minus keys that cannot change the results."""
-    from harness.storage import content_hash
-
-    return content_hash({k: v for k, v in container.items() if k not in SEMANTIC_EXCLUDE})[:16]
 
 
 def job_inputs(container: dict[str, Any], cache_dir: Path | None) -> dict[str, Any]:
@@ -730,48 +810,6 @@ def _log(out_dir: Path, cfg: Any, job: dict[str, Any], error: str | None) -> Non
         tracking.log_failure(out_dir, logger_cfg, job, error)
 
 
-def check_group_choices(argv: list[str]) -> None:
-    """Refuse an unknown ``group=choice`` override with one line (before Hydra composes)."""
-    from harness.config_files import all_group_options, searchpath_dirs
-    from harness.registry import unknown_choice
-
-    extra_dirs = searchpath_dirs(argv)  # a user's own config folders (hydra.searchpath=...)
-    for arg in argv:
-        if arg.startswith("-") or "=" not in arg:
-            continue
-        key, _, value = arg.lstrip("+~").partition("=")
-        if key in CONFIG_GROUPS:
-            options = all_group_options(key, extra_dirs)
-            for choice in value.split(","):
-                if choice and choice not in options:
-                    raise HarnessError(unknown_choice(key, choice, options))
-
-
-def check_composes(argv: list[str]) -> None:
-    """Compose the config before Hydra does, so a misspelt key (also one added with ``+``), a
-    value of the wrong type or out of range, or a broken ``${...}`` interpolation is one line
-    instead of Hydra's multi-line report or a traceback after the job started.
-
-    In a multirun (``-m``) the first value of every sweep axis is composed together, and each
-    other value of an axis with the first values of the rest (one job per listed value, not the
-    whole grid)."""
-    if any(
-        a in ("--help", "-h", "--hydra-help", "--info", "-i")
-        or a.startswith(("--cfg", "-c", "--resolve", "--package", "-p", "--config", "--exp"))
-        for a in argv
-    ):
-        return
-    overrides = [
-        a
-        for a in argv
-        if not a.startswith("-")
-        and (not a.startswith("hydra") or a.lstrip("+~").startswith("hydra.searchpath="))
-    ]
-    multirun = any(a in ("-m", "--multirun") for a in argv)
-    for combination in sweep_samples(overrides) if multirun else [overrides]:
-        _check_one_composition(combination)
-
-
 def sweep_samples(overrides: list[str]) -> list[list[str]]:
     """Override lists that cover every value of every sweep axis of a multirun (``a=1,2``,
     ``range(...)``, ``choice(...)``): the first values together, then each further value of one
@@ -800,57 +838,110 @@ def sweep_samples(overrides: list[str]) -> list[list[str]]:
     return samples
 
 
-def _check_one_composition(overrides: list[str]) -> None:
-    """Compose, resolve and range-check the config of one job's overrides (one-line errors)."""
-    from hydra import compose, initialize_config_module
-    from omegaconf import OmegaConf
+def check_composed(config: Any) -> JobSpec:
+    """Validate the config Hydra composed for a run (:func:`harness.job.job_spec`), its ``hydra``
+    node left out; a broken ``${...}`` interpolation is one line too."""
+    import copy
 
-    from harness.config import check_names, check_ranges, unknown_keys
-    from harness.methods.base import make_method
-    from harness.tasks import make_task
-    from harness.tracking import check_logger_config
+    from omegaconf import open_dict, read_write
 
+    from harness.job import job_spec
+
+    job_cfg = copy.deepcopy(config)
+    with read_write(job_cfg), open_dict(job_cfg):
+        job_cfg.pop("hydra", None)
     try:
-        with initialize_config_module(config_module="harness.conf", version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
-        container = OmegaConf.to_container(cfg, resolve=True)
-    except Exception as err:  # noqa: BLE001 - every composition error becomes one line
-        text = str(err.__cause__) if str(err).startswith("Error merging override") else str(err)
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        match = re.match(r"Could not override '([^']+)'", lines[0] if lines else "")
-        if match:
-            raise HarnessError(_unknown_key(match.group(1))) from None
-        key = next(
-            (line.split(":", 1)[1].strip() for line in lines if line.startswith("full_key:")), ""
-        )
-        first = lines[0] if lines else type(err).__name__
-        raise HarnessError(f"{key}: {first}" if key else first) from None
-    assert isinstance(container, dict)
-    extra = unknown_keys(container)
-    if extra:
-        raise HarnessError(_unknown_key(extra[0]))
-    check_ranges(container)
-    check_names(container)
-    check_logger_config(container.get("logger"))
-    make_method(container["method"])  # option names, types and ranges, before any job runs
-    make_task(container["task"])
+        container = OmegaConf.to_container(job_cfg, resolve=True)
+    except Exception as err:  # noqa: BLE001 - every resolution error becomes one line
+        raise composition_error(err) from None
+    return job_spec(container)
 
 
-def _unknown_key(dotted: str) -> str:
-    """'unknown config key ...' naming the keys accepted at that level."""
-    from hydra import compose, initialize_config_module
+def check_sweep(master: Any) -> None:
+    """Validate every job of a multirun before the sweep starts: the config of each override
+    list of :func:`sweep_samples` over the sweep's task overrides, composed by Hydra's own config
+    loader as the launcher will compose it (every value of every axis, not the whole grid)."""
+    from hydra.core.global_hydra import GlobalHydra
 
+    loader = GlobalHydra.instance().config_loader()
+    overrides = OmegaConf.to_container(master.hydra.overrides.task, resolve=False)
+    assert isinstance(overrides, list)
+    for sample in sweep_samples([str(o) for o in overrides]):
+        try:
+            config = loader.load_sweep_config(master, sample)
+        except Exception as err:  # noqa: BLE001 - every composition error becomes one line
+            raise composition_error(err) from None
+        check_composed(config)
+
+
+def composition_error(err: Exception) -> HarnessError:
+    """Hydra's or OmegaConf's multi-line error (an unknown group choice, a misspelt key, a value
+    of the wrong type, a broken interpolation) as one :class:`HarnessError` line."""
+    from hydra.errors import MissingConfigException
+
+    from harness.config_files import group_options
+    from harness.job import unknown_key
     from harness.registry import unknown_choice
 
-    with initialize_config_module(config_module="harness.conf", version_base="1.3"):
-        node = compose("config")
-    parent, _, leaf = dotted.rpartition(".")
-    for part in parent.split(".") if parent else []:
-        node = node.get(part) if hasattr(node, "get") else None
-    accepted = sorted(str(k) for k in node.keys()) if hasattr(node, "keys") else []
-    return unknown_choice(
-        "config key", dotted, [f"{parent}.{k}" if parent else k for k in accepted]
+    if isinstance(err, HarnessError):
+        return err
+    missing = getattr(err, "missing_cfg_file", None) or ""
+    top = missing.split("/", 1)[0]
+    if isinstance(err, MissingConfigException) and top in CONFIG_GROUPS:
+        group = missing.rpartition("/")[0]
+        sub = group[len(top) + 1 :]  # a nested group: method/fast
+        found = [f"{sub}/{o}" if sub else str(o) for o in err.options or []]
+        accepted = sorted(set(found) | set(group_options(top)))
+        return HarnessError(unknown_choice(top, missing[len(top) + 1 :], accepted))
+    text = str(err.__cause__) if str(err).startswith("Error merging override") else str(err)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    match = re.match(r"Could not override '([^']+)'", lines[0] if lines else "")
+    if match:
+        return HarnessError(unknown_key(match.group(1)))
+    key = next(
+        (line.split(":", 1)[1].strip() for line in lines if line.startswith("full_key:")), ""
     )
+    first = lines[0] if lines else type(err).__name__
+    return HarnessError(f"{key}: {first}" if key else first)
+
+
+_FULL_ERROR: dict[str, str | None] = {}
+"""The user's own ``HYDRA_FULL_ERROR`` while :func:`main` sets it to let composition errors
+reach it (restored by :class:`CheckJobs` before any job runs, and when :func:`main` ends)."""
+
+
+def _restore_full_error() -> None:
+    if "user" not in _FULL_ERROR:
+        return
+    user = _FULL_ERROR.pop("user")
+    if user is None:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+    else:
+        os.environ["HYDRA_FULL_ERROR"] = user
+
+
+class CheckJobs(Callback):
+    """Hydra callback, first in ``hydra.callbacks`` (conf/config.yaml): validates the composed
+    config of a run, or of every value of every sweep axis of a multirun, before any run or
+    sweep folder exists. A bad value is one line on stderr and exit 2."""
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        _restore_full_error()
+        _exit_on_error(check_composed, config)
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        _restore_full_error()
+        _exit_on_error(check_sweep, config)
+
+
+def _exit_on_error(check: Any, config: Any) -> None:
+    """``check(config)``; a :class:`HarnessError` is one line on stderr and exit 2 (Hydra would
+    turn an exception raised in a callback into a multi-line report)."""
+    try:
+        check(config)
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -861,21 +952,24 @@ def _interrupt(signum: int, frame: Any) -> None:
 def main() -> None:
     """Console script ``harness``."""
     import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    try:
-        check_group_choices(sys.argv[1:])
-        check_composes(sys.argv[1:])
-    except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
     app = hydra.main(config_path="pkg://harness.conf", config_name="config", version_base="1.3")(
         _task_function
     )
     _SWEEP.clear()  # main() may run more than once in a process (tests, notebooks)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
+    # Hydra composes the config once; HYDRA_FULL_ERROR lets its composition error (an unknown
+    # group choice, a misspelt key, a value of the wrong type) reach us, to be one line
+    _FULL_ERROR["user"] = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         app()
+    except (HydraException, OmegaConfBaseException) as err:
+        print(f"error: {composition_error(err)}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt as err:
         # files are written to a temporary name and renamed, so nothing half-written is left
         signame = str(err) or "SIGINT"
@@ -887,6 +981,7 @@ def main() -> None:
         )
         sys.exit(128 + getattr(signal, signame, signal.SIGINT))
     finally:
+        _restore_full_error()
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
     failed = sweep_failures(_SWEEP.get("dir"))

@@ -105,7 +105,10 @@ BEFORE_ANY_JOB = [
 @pytest.mark.parametrize("args, message", BEFORE_ANY_JOB, ids=lambda a: str(a)[:40])
 def test_bad_config_is_one_line_before_any_job(args, message, tmp_path, capsys):
     base = ["model=local", f"model.path={tmp_path}", "task=prompts", f"task.path={tmp_path}/p"]
-    code, out, err = run_cli([*base, f"results_dir={tmp_path / 'results'}", *args], capsys)
+    flags = [a for a in args if a.startswith("-")]  # Hydra's parser wants -m before overrides
+    overrides = [a for a in args if not a.startswith("-")]
+    argv = [*flags, *base, f"results_dir={tmp_path / 'results'}", *overrides]
+    code, out, err = run_cli(argv, capsys)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1, err
     assert lines[0].startswith("error: ") and message in lines[0], lines[0]
@@ -148,6 +151,15 @@ def test_sweep_samples_cover_every_value_without_the_whole_grid():
     ],
 )
 def test_good_configs_pass_the_checks(argv):
-    from harness.run import check_composes
+    """The checks Hydra's callback runs before a sweep (:func:`harness.run.check_sweep`), on the
+    master config Hydra composes for ``-m`` and each job config its config loader composes."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
 
-    check_composes(argv)
+    from harness.run import check_sweep
+
+    overrides = [a for a in argv if a != "-m"]
+    with initialize_config_module(config_module="harness.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        check_sweep(loader.load_configuration("config", overrides, RunMode.MULTIRUN))
