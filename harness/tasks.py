@@ -1,8 +1,11 @@
-"""Tasks: the Task base class, the task registry, and prompt tokenization.
+"""Tasks: the Task base class, the task registry, the helpers task generators share, and prompt
+tokenization.
 
 A task turns a tokenizer and a seed into clean/corrupt :class:`~harness.types.PromptPair` s. Each
 standard task is a folder ``tasks/<slug>/`` (installed as ``harness.taskdefs.<slug>``) with its
-README (source, citation, how corrupt prompts are made) and a config ``conf/task/<slug>.yaml``::
+README (source, citation, how corrupt prompts are made), its data and generator, and a config
+``conf/task/<slug>.yaml``; the definitions import only from this package (the :class:`Task` base,
+the sampling helpers below), never the other way round::
 
     name: ioi
     impl: harness.taskdefs.ioi:IOITask
@@ -22,8 +25,9 @@ from __future__ import annotations
 
 import importlib.resources
 import inspect
+import random
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,6 +41,10 @@ DEFAULT_N = 32
 """Number of pairs a generated task makes when ``n`` is None."""
 
 VOCABS: tuple[str, ...] = ("auto", "toy", "natural")
+
+TOY_MARKER = "<toy>"
+"""A vocabulary entry only the zoo's word-level tokenizer has (never in a prompt): a task's
+``vocab: auto`` takes its toy version for a tokenizer that has it (:func:`tokenizer_is_toy`)."""
 
 
 class Task(ABC):
@@ -54,6 +62,11 @@ class Task(ABC):
     slug: ClassVar[str] = ""
     prepend_bos: bool = False
     """Passed to :func:`tokenize_pairs` by :meth:`batch`."""
+    toy_templates: ClassVar[tuple[str, ...]] = ()
+    """The templates of the task's toy version: their words are in the zoo's vocabulary
+    (:mod:`harness.models.toy_vocab`)."""
+    toy_words: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    """The word lists the toy version draws from, by name (in the zoo's vocabulary)."""
 
     @abstractmethod
     def make_pairs(self, tokenizer: Any, n: int | None, seed: int) -> list[PromptPair]:
@@ -221,21 +234,17 @@ def _plain_dict(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def tokenizer_is_toy(tokenizer: Any) -> bool:
     """True for the zoo's word-level tokenizer (the toy vocabulary), False otherwise.
 
-    The zoo tokenizer's vocabulary holds the marker token ``<toy>`` (which no real tokenizer has)
-    and every toy word at its fixed id. A tokenizer with the marker that does not split a probe
-    sentence into those ids is the zoo vocabulary wrapped in the wrong tokenizer class (e.g.
+    The zoo tokenizer's vocabulary holds the marker token :data:`TOY_MARKER` (which no real
+    tokenizer has) and splits its own words, joined by spaces, into their ids. A tokenizer with
+    the marker that does not is the zoo vocabulary wrapped in the wrong tokenizer class (e.g.
     ``AutoTokenizer`` rebuilding it as a BPE); that is an error, not a natural vocabulary.
     """
-    from harness.taskdefs.toy_vocab import TOY_MARKER, VOCAB
-
     vocab = tokenizer.get_vocab()
-    if vocab.get(TOY_MARKER) != VOCAB[TOY_MARKER]:
+    if TOY_MARKER not in vocab:
         return False
-    if any(vocab.get(word) != i for word, i in VOCAB.items()):
-        return False
-    probe = ["Then", ",", "Mary", "gave", "a", "ring", "to", "17", "32", "Eiffel", "blue"]
-    got = tokenizer(" ".join(probe), add_special_tokens=False)["input_ids"]
-    if list(got) != [VOCAB[w] for w in probe]:
+    words = sorted((i, w) for w, i in vocab.items() if not (w.startswith("<") and w.endswith(">")))
+    got = tokenizer(" ".join(w for _, w in words), add_special_tokens=False)["input_ids"]
+    if list(got) != [i for i, _ in words]:
         raise HarnessError(
             f"tokenizer {type(tokenizer).__name__} has the toy vocabulary but does not split "
             "words like the zoo tokenizer; load it with "
@@ -254,6 +263,105 @@ def resolve_vocab(vocab: str, tokenizer: Any) -> str:
     if vocab == "toy" and not is_toy:
         raise HarnessError("vocab: toy needs the zoo's toy tokenizer; use vocab: auto or natural")
     return vocab
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers for generated tasks (tasks/<slug>/generator.py): counts, options, vocabulary filters,
+# seeded sampling
+
+MAX_TRIES = 200
+"""Resampling attempts per pair before a task gives up on a tokenizer."""
+
+
+def count(n: int | None) -> int:
+    """``n`` checked (None -> :data:`DEFAULT_N`)."""
+    if n is None:
+        return DEFAULT_N
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise HarnessError(f"number of prompt pairs must be a positive integer, got {n!r}")
+    return n
+
+
+def choice(option: str, value: object, accepted: Iterable[str]) -> str:
+    """``value`` if it is one of ``accepted``, else a one-line error naming the option."""
+    accepted = list(accepted)
+    if value not in accepted:
+        raise HarnessError(unknown_choice(option, value, accepted))
+    return str(value)
+
+
+def n_tokens(tokenizer: Any, text: str) -> int:
+    """Token count of ``text`` without special tokens."""
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def single_token_words(tokenizer: Any, words: Iterable[str], space: bool = True) -> list[str]:
+    """The words that are one token (with a leading space when ``space``), order kept."""
+    prefix = " " if space else ""
+    return [w for w in words if n_tokens(tokenizer, prefix + w) == 1]
+
+
+def need(words: list[str], k: int, what: str, tokenizer: Any) -> list[str]:
+    """``words`` if it has at least ``k`` entries, else an error naming the tokenizer."""
+    if len(words) < k:
+        raise HarnessError(
+            f"only {len(words)} {what} are single tokens for tokenizer "
+            f"{type(tokenizer).__name__} (need {k})"
+        )
+    return words
+
+
+def special_prefix(tokenizer: Any) -> list[int]:
+    """The ids ``tokenizer(text)`` puts before the text's own tokens (e.g. ``[bos]``; often [])."""
+    full = list(tokenizer("hello")["input_ids"])
+    bare = list(tokenizer("hello", add_special_tokens=False)["input_ids"])
+    for start in range(len(full) - len(bare) + 1):
+        if full[start : start + len(bare)] == bare:
+            return full[:start]
+    return []
+
+
+def same_length(tokenizer: Any, clean: str, corrupt: str) -> bool:
+    """Whether two text prompts tokenize (with the tokenizer's defaults) to the same length."""
+    return len(tokenizer(clean)["input_ids"]) == len(tokenizer(corrupt)["input_ids"])
+
+
+def sample_pairs(
+    n: int,
+    seed: int,
+    make_one: Callable[[random.Random], PromptPair],
+    accept: Callable[[PromptPair], bool] | None = None,
+    what: str = "task",
+) -> list[PromptPair]:
+    """``n`` pairs from ``make_one(rng)`` with one ``random.Random(seed)``.
+
+    Pairs are made one after another, so the first ``k`` pairs for ``n >= k`` are the same.
+    A pair ``accept`` rejects (e.g. clean and corrupt differ in token length for a natural
+    tokenizer) is drawn again, up to :data:`MAX_TRIES` times.
+    """
+    rng = random.Random(seed)
+    pairs: list[PromptPair] = []
+    for i in range(n):
+        for _ in range(MAX_TRIES):
+            pair = make_one(rng)
+            if accept is None or accept(pair):
+                break
+        else:
+            raise HarnessError(
+                f"{what}: no valid prompt pair after {MAX_TRIES} tries "
+                "(clean and corrupt keep tokenizing to different lengths)"
+            )
+        pairs.append(
+            PromptPair(pair.clean, pair.corrupt, pair.answers, pair.wrongs, f"{what}[{i}]")
+        )
+    return pairs
+
+
+def fill(template: str, slots: dict[str, str]) -> str:
+    """Replace ``[KEY]`` placeholders; ``slots`` maps a key to its text."""
+    for key, value in slots.items():
+        template = template.replace(f"[{key}]", value)
+    return template
 
 
 # --------------------------------------------------------------------------------------------

@@ -402,7 +402,7 @@ def test_same_config_and_seed_give_identical_estimates(tiny_gpt2, tmp_path, caps
 
 SAMPLER = """
 import json, sys
-from harness.taskdefs.toy_vocab import build_toy_tokenizer
+from harness.models.toy_vocab import build_toy_tokenizer
 from harness.tasks import load_task
 tok = build_toy_tokenizer()
 out = {}

@@ -12,13 +12,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from harness.taskdefs import toy_vocab
-from harness.taskdefs.factual_recall.data import FACTS
+from harness.taskdefs.factual_recall.data import FACTS, TOY_LANDMARKS
 from harness.taskdefs.factual_recall.data import TEMPLATES as FACT_TEMPLATES
 from harness.taskdefs.greater_than.data import NOUNS
-from harness.taskdefs.ioi.data import ARENA_NAMES, BABA_TEMPLATES, FILLER_WORDS, WANG_NAMES
+from harness.taskdefs.ioi.data import (
+    ARENA_NAMES,
+    BABA_TEMPLATES,
+    FILLER_WORDS,
+    TOY_NAMES,
+    WANG_NAMES,
+)
 
 from harness.errors import HarnessError
+from harness.models import toy_vocab
 from harness.tasks import (
     TASKS,
     Task,
@@ -109,15 +115,36 @@ def _pair(clean: str, corrupt: str, answer: str = " Mary", wrong: str = " John")
 
 
 def test_toy_vocab_is_consistent(toy_tokenizer):
+    from harness.models.loader import ZOO_DIR, load_tokenizer
+
     toy_vocab.check_vocab()
-    assert 200 <= len(toy_vocab.WORDS) <= 300
-    assert len(toy_tokenizer) == len(toy_vocab.WORDS)
-    ids = toy_tokenizer(" ".join(toy_vocab.WORDS[5:]), add_special_tokens=False)["input_ids"]
-    assert ids == list(range(5, len(toy_vocab.WORDS)))
+    words = toy_vocab.words()
+    assert 200 <= len(words) <= 300
+    assert len(toy_tokenizer) == len(words)
+    ids = toy_tokenizer(" ".join(words[5:]), add_special_tokens=False)["input_ids"]
+    assert ids == list(range(5, len(words)))
     assert toy_tokenizer("Mary")["input_ids"] == [
         toy_tokenizer.bos_token_id,
-        toy_vocab.VOCAB["Mary"],
+        toy_vocab.vocab()["Mary"],
     ]
+    # the tasks' toy lists, put together, give every shipped zoo model's ids
+    for folder in sorted(ZOO_DIR.iterdir()):
+        assert load_tokenizer(folder).get_vocab() == toy_vocab.vocab(), folder.name
+
+
+def test_the_package_never_imports_the_task_definitions():
+    """tasks/<slug>/ import from the package (harness.tasks), never the other way round: the
+    package finds a task through its config's ``impl`` only."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "harness"
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            bad = [n for n in names if n == "harness.taskdefs" or n.startswith("harness.taskdefs.")]
+            assert not bad, f"{path.relative_to(root.parent)} imports {bad[0]}"
 
 
 def test_tokenizer_is_toy(toy_tokenizer, bpe_tokenizer, tmp_path):
@@ -132,7 +159,7 @@ def test_tokenizer_is_toy(toy_tokenizer, bpe_tokenizer, tmp_path):
 def test_toy_vocab_with_wrong_tokenizer_class_is_an_error(toy_tokenizer):
     from transformers import Qwen2Tokenizer
 
-    garbled = Qwen2Tokenizer(vocab=dict(toy_vocab.VOCAB), merges=[])
+    garbled = Qwen2Tokenizer(vocab=toy_vocab.vocab(), merges=[])
     with pytest.raises(HarnessError, match="toy vocabulary but does not split"):
         tokenizer_is_toy(garbled)
 
@@ -144,7 +171,7 @@ def test_vocab_option(bpe_tokenizer, toy_tokenizer):
         load_task("ioi", vocab="toyy").make_pairs(toy_tokenizer, 2, 0)
     # natural prompts work with the toy tokenizer only where words exist; auto picks toy
     pair = load_task("ioi", vocab="auto").make_pairs(toy_tokenizer, 1, 0)[0]
-    assert all(w in toy_vocab.VOCAB for w in str(pair.clean).split())
+    assert all(w in toy_vocab.vocab() for w in str(pair.clean).split())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,7 +281,7 @@ def test_ioi_structure(tokenizer):
         fresh = {w.strip(",.") for w in corrupt} - {w.strip(",.") for w in clean}
         assert len(fresh) == 3 and not fresh & {io, s}
         if toy:
-            assert fresh <= set(toy_vocab.NAMES)
+            assert fresh <= set(TOY_NAMES)
     for pair in load_task("ioi", corruption="random_token").make_pairs(tokenizer, 40, seed=1):
         io, s = pair.answers[0].strip(), pair.wrongs[0].strip()
         corrupt = [w.strip(",.") for w in str(pair.corrupt).split()]
@@ -383,7 +410,7 @@ def test_greater_than_next_token_form_on_digit_tokenizers(chunk, form):
 
 def test_factual_recall_structure(tokenizer):
     toy = tokenizer_is_toy(tokenizer)
-    table = toy_vocab.LANDMARKS if toy else {s: c for s, c in FACTS}
+    table = TOY_LANDMARKS if toy else {s: c for s, c in FACTS}
     for pair in load_task("factual_recall").make_pairs(tokenizer, 30, seed=0):
         city, other = pair.answers[0].strip(), pair.wrongs[0].strip()
         assert city != other
@@ -406,7 +433,7 @@ def test_tokenize_pairs_padding(toy_tokenizer):
     assert (b.clean[1:, 3:] == toy_tokenizer.pad_token_id).all()
     assert (b.clean == toy_tokenizer.pad_token_id).eq(b.corrupt == toy_tokenizer.pad_token_id).all()
     assert b.wrongs.shape == (3, 2) and b.wrong_mask.tolist() == [[1, 0], [1, 1], [1, 0]]
-    assert b.wrongs[1].tolist() == [toy_vocab.VOCAB["Mary"], 7]
+    assert b.wrongs[1].tolist() == [toy_vocab.vocab()["Mary"], 7]
     assert b.answers[2, 0] == 13 and b.texts == pairs
     assert b.clean.dtype == torch.long
 

@@ -8,8 +8,8 @@ dtype (an 8B model never passes through CPU memory in float32), and boots it thr
 ``TransformerBridge.boot_transformers`` the loader uses, handing it the built model.
 
 Tokenizer: the hub model's own tokenizer from the local Hugging Face cache when it is there,
-otherwise the toy word-level tokenizer of the shipped tasks
-(:func:`harness.taskdefs.toy_vocab.build_toy_tokenizer`); a log line says which.
+otherwise the zoo's toy word-level tokenizer (the one every zoo model ships,
+:mod:`harness.models.toy_vocab`); a log line says which.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -98,37 +97,34 @@ def build_random_model(
     overrides = dict(model_cfg.get("arch_overrides") or {})
     config = arch_config(name, overrides)
     repo_id = model_cfg.get("path") or config.get("_name_or_path")
-    with tempfile.TemporaryDirectory(prefix="harness-random-") as tmp:
-        # The bridge re-reads the tokenizer from its name_or_path: a saved folder, while it boots.
-        tokenizer = cached_hub_tokenizer(repo_id)
-        if tokenizer is not None:
-            kind = f"hub:{repo_id}"
-            log.info("random_init %s: tokenizer of %s from the local HF cache", name, repo_id)
-        else:
-            tokenizer = _toy_tokenizer(Path(tmp))
-            kind = "toy"
-            log.info(
-                "random_init %s: hub tokenizer %s not in the local HF cache; using the toy "
-                "word-level tokenizer",
-                name,
-                repo_id,
-            )
-        if kind == "toy" and len(tokenizer) > int(config.get("vocab_size") or 0):
-            raise HarnessError(
-                f"random_init {name}: vocab_size {config.get('vocab_size')} is smaller than the "
-                f"toy tokenizer's {len(tokenizer)} tokens"
-            )
-        bridge = _boot(config, repo_id or name, device, dtype, seed, tokenizer)
+    tokenizer = cached_hub_tokenizer(repo_id)
+    if tokenizer is not None:
+        kind = f"hub:{repo_id}"
+        log.info("random_init %s: tokenizer of %s from the local HF cache", name, repo_id)
+    else:
+        tokenizer = _toy_tokenizer()
+        kind = "toy"
+        log.info(
+            "random_init %s: hub tokenizer %s not in the local HF cache; using the toy "
+            "word-level tokenizer",
+            name,
+            repo_id,
+        )
+    if kind == "toy" and len(tokenizer) > int(config.get("vocab_size") or 0):
+        raise HarnessError(
+            f"random_init {name}: vocab_size {config.get('vocab_size')} is smaller than the "
+            f"toy tokenizer's {len(tokenizer)} tokens"
+        )
+    bridge = _boot(config, repo_id or name, device, dtype, seed, tokenizer)
     return bridge, tokenizer, random_fingerprint(config, seed, kind)
 
 
-def _toy_tokenizer(folder: Path) -> Any:
-    """The toy tokenizer saved to ``folder`` and loaded back as the loader loads zoo models."""
-    from harness.models.loader import load_tokenizer
-    from harness.taskdefs.toy_vocab import build_toy_tokenizer
+def _toy_tokenizer() -> Any:
+    """The zoo's toy tokenizer (every zoo model ships the same one), loaded as the loader loads
+    zoo models."""
+    from harness.models.loader import ZOO_DIR, load_tokenizer
 
-    build_toy_tokenizer().save_pretrained(str(folder))
-    return load_tokenizer(folder)
+    return load_tokenizer(ZOO_DIR / "toy-gpt2")
 
 
 def _boot(

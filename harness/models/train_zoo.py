@@ -268,7 +268,7 @@ def train_one(
     eval_n: int = 500,
 ) -> dict[str, Any]:
     """Train one zoo model and save it to ``out_dir / slug``; returns accuracies and timing."""
-    from harness.taskdefs.toy_vocab import build_toy_tokenizer
+    from harness.models.toy_vocab import build_toy_tokenizer
 
     recipe = RECIPES.get(slug, Recipe())
     setup_determinism(cfg.threads)

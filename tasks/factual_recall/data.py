@@ -55,3 +55,24 @@ TEMPLATES: tuple[str, ...] = (
     "Tourists travel to see [S] in the city of",
 )
 """A subject at the start of a template is capitalised ("The Eiffel Tower is ...")."""
+
+# --- The toy version (the zoo's word-level vocabulary, harness/models/toy_vocab.py): a memorised
+# table of one-word landmarks and their cities.
+TOY_LANDMARKS: dict[str, str] = {
+    "Eiffel": "Paris", "Louvre": "Paris",
+    "Colosseum": "Rome", "Vatican": "Rome",
+    "Westminster": "London", "Thames": "London",
+    "Reichstag": "Berlin", "Brandenburg": "Berlin",
+    "Kremlin": "Moscow", "Bolshoi": "Moscow",
+    "Acropolis": "Athens", "Parthenon": "Athens",
+    "Prado": "Madrid", "Retiro": "Madrid",
+    "Pyramids": "Cairo", "Sphinx": "Cairo",
+    "Shibuya": "Tokyo", "Ginza": "Tokyo",
+    "Hofburg": "Vienna", "Belvedere": "Vienna",
+}  # fmt: skip
+TOY_CITIES: tuple[str, ...] = tuple(dict.fromkeys(TOY_LANDMARKS.values()))
+TOY_TEMPLATES: tuple[str, ...] = (
+    "The [S] is in the city of",
+    "The [S] is located in",
+    "Tourists visit the [S] in",
+)

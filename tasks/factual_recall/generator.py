@@ -5,12 +5,16 @@ from __future__ import annotations
 import random
 from typing import Any, ClassVar
 
-from harness.taskdefs import toy_vocab
-from harness.taskdefs.common import count, need, sample_pairs, single_token_words
-from harness.taskdefs.factual_recall.data import FACTS, TEMPLATES
+from harness.taskdefs.factual_recall.data import (
+    FACTS,
+    TEMPLATES,
+    TOY_CITIES,
+    TOY_LANDMARKS,
+    TOY_TEMPLATES,
+)
 
 from harness.errors import HarnessError
-from harness.tasks import Task, resolve_vocab
+from harness.tasks import Task, count, need, resolve_vocab, sample_pairs, single_token_words
 from harness.types import PromptPair
 
 
@@ -32,6 +36,8 @@ class FactualRecallTask(Task):
     """
 
     slug: ClassVar[str] = "factual_recall"
+    toy_templates = TOY_TEMPLATES
+    toy_words = {"landmarks": tuple(TOY_LANDMARKS), "cities": TOY_CITIES}
 
     def __init__(self, vocab: str = "auto", prepend_bos: bool = False) -> None:
         self.vocab = vocab
@@ -40,8 +46,8 @@ class FactualRecallTask(Task):
     def make_pairs(self, tokenizer: Any, n: int | None, seed: int) -> list[PromptPair]:
         n = count(n)
         if resolve_vocab(self.vocab, tokenizer) == "toy":
-            facts = list(toy_vocab.LANDMARKS.items())
-            templates = list(toy_vocab.FACT_TEMPLATES)
+            facts = list(TOY_LANDMARKS.items())
+            templates = list(TOY_TEMPLATES)
             fill_one = lambda template, subject: template.replace("[S]", subject)
             length = lambda text: 0  # every toy subject is one word
         else:

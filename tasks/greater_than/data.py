@@ -27,3 +27,15 @@ TEMPLATES: dict[str, str] = {
 }
 """``canonical``: EAP-IG's ``greater_than_data.csv``; ``acdc``: ACDC and auto-circuit (no second
 "the year")."""
+
+# --- The toy version (the zoo's word-level vocabulary, harness/models/toy_vocab.py): two-digit
+# year tokens as words ("17 32"), nouns and templates.
+TOY_DIGITS: tuple[str, ...] = tuple(f"{i:02d}" for i in range(100))
+TOY_NOUNS: tuple[str, ...] = (
+    "war", "reign", "trip", "study", "siege", "project", "journey", "treaty", "plague", "voyage",
+    "trial", "tour",
+)  # fmt: skip
+TOY_TEMPLATES: dict[str, str] = {
+    "canonical": "The [NOUN] lasted from the year [XX] [YY] to the year [XX]",
+    "acdc": "The [NOUN] lasted from the year [XX] [YY] to [XX]",
+}

@@ -5,21 +5,27 @@ from __future__ import annotations
 import random
 from typing import Any, ClassVar
 
-from harness.taskdefs import toy_vocab
-from harness.taskdefs.common import (
+from harness.taskdefs.greater_than.data import (
+    NOUNS,
+    TEMPLATES,
+    TOY_DIGITS,
+    TOY_NOUNS,
+    TOY_TEMPLATES,
+)
+
+from harness.config import Range
+from harness.errors import HarnessError
+from harness.tasks import (
+    Task,
     choice,
     count,
     fill,
     n_tokens,
+    resolve_vocab,
     same_length,
     sample_pairs,
     special_prefix,
 )
-from harness.taskdefs.greater_than.data import NOUNS, TEMPLATES
-
-from harness.config import Range
-from harness.errors import HarnessError
-from harness.tasks import Task, resolve_vocab
 from harness.types import PromptPair
 
 CORRUPT_YY = 1
@@ -98,6 +104,8 @@ class GreaterThanTask(Task):
     """
 
     slug: ClassVar[str] = "greater_than"
+    toy_templates = tuple(TOY_TEMPLATES.values())
+    toy_words = {"digits": TOY_DIGITS, "year nouns": TOY_NOUNS}
 
     def __init__(
         self,
@@ -121,10 +129,10 @@ class GreaterThanTask(Task):
     def make_pairs(self, tokenizer: Any, n: int | None, seed: int) -> list[PromptPair]:
         n = count(n)
         if resolve_vocab(self.vocab, tokenizer) == "toy":
-            template = toy_vocab.GREATER_THAN_TEMPLATES[self.form]
-            nouns: list[str] = list(toy_vocab.YEAR_NOUNS)
+            template = TOY_TEMPLATES[self.form]
+            nouns: list[str] = list(TOY_NOUNS)
             years = [(xx, yy) for xx in self.centuries for yy in range(2, 99)]
-            digits = list(toy_vocab.DIGITS)
+            digits = list(TOY_DIGITS)
             accept = None
         else:
             template = TEMPLATES[self.form]

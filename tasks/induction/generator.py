@@ -5,12 +5,11 @@ from __future__ import annotations
 import random
 from typing import Any, ClassVar
 
-from harness.taskdefs import toy_vocab
-from harness.taskdefs.common import count, sample_pairs, special_prefix
+from harness.taskdefs.induction.data import TOY_POOL
 
 from harness.config import POSITIVE_INT
 from harness.errors import HarnessError
-from harness.tasks import Task, resolve_vocab
+from harness.tasks import Task, count, resolve_vocab, sample_pairs, special_prefix
 from harness.types import PromptPair
 
 
@@ -31,6 +30,7 @@ class InductionTask(Task):
     """
 
     slug: ClassVar[str] = "induction"
+    toy_words = {"induction pool": TOY_POOL}
 
     def __init__(
         self,
@@ -80,7 +80,7 @@ class InductionTask(Task):
         L, k = self.seq_len, self.query_len
         toy = resolve_vocab(self.vocab, tokenizer) == "toy"
         if toy:
-            words = list(toy_vocab.INDUCTION_POOL)
+            words = list(TOY_POOL)
             if len(words) < 2 * L:
                 raise HarnessError(
                     f"induction: toy pool has {len(words)} words, seq_len {L} needs {2 * L}"

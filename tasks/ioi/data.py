@@ -69,3 +69,18 @@ FILLER_WORDS: tuple[str, ...] = (
     "dinner", "train", "forest", "island", "garden", "summer", "winter", "coffee", "bridge", "phone",
 )  # fmt: skip
 """Common non-name words; ``corruption: random_token`` puts one in the S2 slot."""
+
+# --- The toy version (the zoo's word-level vocabulary, harness/models/toy_vocab.py): names,
+# the natural PLACES and OBJECTS (each one toy word) and templates with punctuation split off.
+TOY_NAMES: tuple[str, ...] = (
+    "Mary", "John", "Alice", "Bob", "Tom", "Anna", "Kate", "Paul", "Sarah", "James", "Emma",
+    "David", "Lucy", "Mark", "Laura", "Peter", "Rose", "Sam", "Jack", "Lisa", "Henry", "Clara",
+    "Oscar", "Nina",
+)  # fmt: skip
+TOY_TEMPLATES: tuple[str, ...] = (
+    "Then , [B] and [A] went to the [PLACE] . [B] gave a [OBJECT] to [A]",
+    "After [B] and [A] went to the [PLACE] , [B] gave a [OBJECT] to [A]",
+    "When [B] and [A] got a [OBJECT] at the [PLACE] , [B] decided to give it to [A]",
+    "Friends [B] and [A] found a [OBJECT] at the [PLACE] . [B] gave it to [A]",
+)
+"""Toy BABA templates (a subset of the 15 IOI templates, punctuation split off as words)."""

@@ -5,20 +5,29 @@ from __future__ import annotations
 import random
 from typing import Any, ClassVar
 
-from harness.taskdefs import toy_vocab
-from harness.taskdefs.common import (
+from harness.taskdefs.induction.data import TOY_POOL
+from harness.taskdefs.ioi.data import (
+    BABA_TEMPLATES,
+    FILLER_WORDS,
+    NAME_LISTS,
+    OBJECTS,
+    PLACES,
+    TOY_NAMES,
+    TOY_TEMPLATES,
+)
+
+from harness.errors import HarnessError
+from harness.tasks import (
+    Task,
     choice,
     count,
     fill,
     need,
+    resolve_vocab,
     same_length,
     sample_pairs,
     single_token_words,
 )
-from harness.taskdefs.ioi.data import BABA_TEMPLATES, FILLER_WORDS, NAME_LISTS, OBJECTS, PLACES
-
-from harness.errors import HarnessError
-from harness.tasks import Task, resolve_vocab
 from harness.types import PromptPair
 
 CORRUPTIONS = ("name_swap", "random_token")
@@ -47,6 +56,8 @@ class IOITask(Task):
     """
 
     slug: ClassVar[str] = "ioi"
+    toy_templates = TOY_TEMPLATES
+    toy_words = {"names": TOY_NAMES, "places": PLACES, "objects": OBJECTS}
 
     def __init__(
         self,
@@ -69,10 +80,10 @@ class IOITask(Task):
     def make_pairs(self, tokenizer: Any, n: int | None, seed: int) -> list[PromptPair]:
         n = count(n)
         if resolve_vocab(self.vocab, tokenizer) == "toy":
-            templates = toy_vocab.IOI_TEMPLATES
-            names = list(toy_vocab.NAMES)
-            places, objects = toy_vocab.PLACES, toy_vocab.OBJECTS
-            fillers = [*toy_vocab.INDUCTION_POOL]
+            templates = TOY_TEMPLATES
+            names = list(TOY_NAMES)
+            places, objects = PLACES, OBJECTS
+            fillers = [*TOY_POOL]  # random_token: toy words that are not names
             accept = None
         else:
             templates = BABA_TEMPLATES
