@@ -2,14 +2,13 @@
 
 ``conf/config.yaml`` extends ``run_schema`` and every ``conf/model/*.yaml`` extends
 ``model_schema``, so a misspelt key or a value of the wrong type is a validation error, not a
-silent default. Task and method options are checked by their classes (``Task``/``Method``
-declare their accepted options).
+silent default. Task and method options are dataclasses declared by their plugins
+(``Options``, :class:`harness.registry.Plugin`) and checked by the same machinery.
 
 Numeric ranges are declared here once, as :class:`Range` metadata on the schema's fields
-(:func:`bounded`), and checked by one validator, :func:`check_ranges`; methods declare the
-ranges of their numeric options in ``Method.ranges`` and go through the same
-:meth:`Range.check`. Every violation is a one-line error naming the key, the value and the
-accepted range.
+(:func:`bounded`), and checked by one validator, :func:`check_ranges`; the option dataclasses
+of methods and tasks declare theirs the same way and go through the same validator. Every
+violation is a one-line error naming the key, the value and the accepted range.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -76,11 +75,19 @@ FRACTION = Range(lo=0, hi=1)
 
 def bounded(default: Any, rng: Range, optional: bool = False) -> Any:
     """A dataclass field with ``default`` whose value must lie in ``rng`` (None too when
-    ``optional``); for a dict-valued field every value is checked."""
+    ``optional``); for a dict-valued field every value is checked, for a list every item."""
     metadata = {"range": rng, "optional": optional}
     if isinstance(default, dict):
         return field(default_factory=lambda: dict(default), metadata=metadata)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+def one_of(default: str, choices: Sequence[str]) -> Any:
+    """A dataclass field with ``default`` whose value must be one of ``choices`` (checked by
+    :func:`harness.registry.parse_options`)."""
+    return field(default=default, metadata={"choices": tuple(choices)})
 
 
 @dataclass
@@ -178,11 +185,16 @@ def check_ranges(cfg: Mapping[str, Any], schema: type = RunConfig, prefix: str =
         rng = f.metadata.get("range")
         if rng is None:
             continue
-        items = value.items() if isinstance(value, Mapping) else [(None, value)]
-        for sub, item in items:
+        if isinstance(value, Mapping):
+            items = [(f"{key}.{sub}", item) for sub, item in value.items()]
+        elif isinstance(value, list | tuple):
+            items = [(f"{key}[{i}]", item) for i, item in enumerate(value)]
+        else:
+            items = [(key, value)]
+        for name, item in items:
             if item is None and f.metadata.get("optional"):
                 continue
-            rng.check(key if sub is None else f"{key}.{sub}", item)
+            rng.check(name, item)
 
 
 def unknown_keys(cfg: Mapping[str, Any], schema: type = RunConfig, prefix: str = "") -> list[str]:

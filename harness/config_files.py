@@ -1,4 +1,4 @@
-"""Where the Hydra config groups live, and registries filled from them.
+"""Where the Hydra config groups live, and what their files hold.
 
 The repository's ``conf/`` is installed as the package ``harness.conf``, so the console script
 finds it after ``pip install .`` as well as in an editable install.
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from harness.registry import Registry
+from harness.errors import HarnessError
 
 
 def conf_dir() -> Path:
@@ -26,14 +27,15 @@ def group_options(group: str) -> list[str]:
     return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
 
 
-def lazy_registry(axis: str, group: str, base: type) -> Registry:
-    """A registry with one lazy ``impl`` entry per YAML file of the config group."""
+def group_configs(group: str) -> dict[str, dict[str, Any]]:
+    """Every YAML file of a config group as a dict, by option name (:func:`group_options`)."""
     import yaml
 
-    registry: Registry = Registry(axis, base)
+    configs = {}
     for slug in group_options(group):
-        data = yaml.safe_load((conf_dir() / group / f"{slug}.yaml").read_text()) or {}
-        impl = data.get("impl")
-        if impl:
-            registry.add(slug, str(impl))
-    return registry
+        path = conf_dir() / group / f"{slug}.yaml"
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise HarnessError(f"conf/{group}/{slug}.yaml: expected a mapping")
+        configs[slug] = data
+    return configs

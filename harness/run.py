@@ -1,9 +1,16 @@
 """The Hydra entry point: ``harness model=... task=... method=...``.
 
-``run_one(cfg, out_dir)`` does one job: load the model, build the prompts, enumerate the
-components, get the (cached) ground truth, run the method, score it, and write
-``estimates.parquet`` and ``summary.json`` into ``out_dir`` (the Hydra run directory). The run
+``run_one(cfg, out_dir)`` does one job in four stages, read top to bottom: the job spec (the
+config validated once, :func:`harness.job.job_spec`), the context (:func:`build_context`: the
+model, the prompts, the components), the evaluation (:func:`evaluate`: the cached ground truth,
+the timed method, scores, diagnostics, circuits) and the record (:func:`write_record`:
+``estimates.parquet`` and ``summary.json`` in ``out_dir``, the Hydra run directory). The run
 record on disk is the source of truth; trackers and reports only read it.
+
+Hydra composes the config once. Its :class:`CheckJobs` callback validates it (every value of every
+sweep axis under ``-m``, each composed by Hydra's own config loader) before any run or sweep
+folder exists, so bad input is one line; :func:`main` turns Hydra's composition errors into one
+line too.
 """
 
 from __future__ import annotations

@@ -23,8 +23,6 @@ identically (see :mod:`harness.types` for the batch conventions).
 
 from __future__ import annotations
 
-import importlib.resources
-import inspect
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -34,7 +32,7 @@ from typing import Any, ClassVar
 import torch
 
 from harness.errors import HarnessError
-from harness.registry import Registry, import_object, unknown_choice
+from harness.registry import Plugin, Registry, unknown_choice
 from harness.types import PromptBatch, PromptPair, Token
 
 DEFAULT_N = 32
@@ -47,26 +45,30 @@ TOY_MARKER = "<toy>"
 ``vocab: auto`` takes its toy version for a tokenizer that has it (:func:`tokenizer_is_toy`)."""
 
 
-class Task(ABC):
+class Task(Plugin, ABC):
     """A source of clean/corrupt prompt pairs.
 
-    Subclasses take their options as keyword arguments of ``__init__`` (the keys of their YAML
-    file minus ``name`` and ``impl``); :func:`make_task` rejects any other key. Options are
-    validated in ``__init__`` with one-line :class:`HarnessError` s.
+    ``Options``: a frozen dataclass of the task's options (the keys of its YAML file minus
+    ``name`` and ``impl``; :mod:`harness.registry`), checked when the task is built; rules
+    between options in :meth:`validate`. ``self.name``: the config's name.
 
     ``make_pairs(tokenizer, n, seed)`` must be deterministic given ``seed``: sampling uses only a
     private ``random.Random(seed)``, never global state. ``n=None`` means the task's default
     (:data:`DEFAULT_N` for generated tasks, every line for a file).
     """
 
-    slug: ClassVar[str] = ""
-    prepend_bos: bool = False
-    """Passed to :func:`tokenize_pairs` by :meth:`batch`."""
+    axis: ClassVar[str] = "task"
     toy_templates: ClassVar[tuple[str, ...]] = ()
     """The templates of the task's toy version: their words are in the zoo's vocabulary
     (:mod:`harness.models.toy_vocab`)."""
     toy_words: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     """The word lists the toy version draws from, by name (in the zoo's vocabulary)."""
+
+    @property
+    def prepend_bos(self) -> bool:
+        """The ``prepend_bos`` option (False for a task without it), passed to
+        :func:`tokenize_pairs`."""
+        return bool(getattr(self.options, "prepend_bos", False))
 
     @abstractmethod
     def make_pairs(self, tokenizer: Any, n: int | None, seed: int) -> list[PromptPair]:
@@ -85,126 +87,26 @@ class Task(ABC):
         pairs = self.make_pairs(tokenizer, n, seed)
         return tokenize_pairs(pairs, tokenizer, prepend_bos=self.prepend_bos)
 
-    def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
-        return f"{type(self).__name__}({opts})"
-
 
 # --------------------------------------------------------------------------------------------
 # Registry
 
-
-def conf_task_files() -> list[Any]:
-    """The YAML files of the Hydra config group ``task`` (``conf/task/*.yaml``), sorted."""
-    root = importlib.resources.files("harness.conf") / "task"
-    if not root.is_dir():
-        return []
-    return sorted((f for f in root.iterdir() if f.name.endswith(".yaml")), key=lambda f: f.name)
+TASKS: Registry[Task] = Registry("task", "task", Task)
+"""Task slug -> Task class, from ``conf/task/*.yaml`` (nothing imported until asked for)."""
 
 
 def task_config(slug: str) -> dict[str, Any]:
     """The shipped config ``conf/task/<slug>.yaml`` as a dict (name, impl and option defaults)."""
-    import yaml
-
-    for f in conf_task_files():
-        if f.name == f"{slug}.yaml":
-            data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
-            if not isinstance(data, dict):
-                raise HarnessError(f"conf/task/{f.name}: expected a mapping")
-            return data
-    names = [f.name[: -len(".yaml")] for f in conf_task_files()]
-    raise HarnessError(unknown_choice("task", slug, names))
-
-
-class _TaskRegistry(Registry[Task]):
-    """A :class:`Registry` that reads ``conf/task/*.yaml`` on first use."""
-
-    def __init__(self) -> None:
-        super().__init__("task", Task)
-        self._loaded = False
-
-    def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        import yaml
-
-        for f in conf_task_files():
-            data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
-            slug = f.name[: -len(".yaml")]
-            if isinstance(data, dict) and "defaults" in data:
-                continue  # a variant composing another task's config (e.g. ioi_random_token)
-            impl = data.get("impl") if isinstance(data, dict) else None
-            if not isinstance(impl, str):
-                raise HarnessError(f"conf/task/{f.name}: needs 'impl: package.module:Class'")
-            if data.get("name", slug) != slug:
-                raise HarnessError(
-                    f"conf/task/{f.name}: name {data.get('name')!r} must equal the file name"
-                )
-            if slug not in self._entries:
-                self._entries[slug] = impl
-
-    def names(self) -> list[str]:
-        self._load()
-        return super().names()
-
-    def __contains__(self, slug: str) -> bool:
-        self._load()
-        return super().__contains__(slug)
-
-    def get(self, slug: str) -> type[Task]:
-        self._load()
-        return super().get(slug)
-
-
-TASKS: Registry[Task] = _TaskRegistry()
-"""Task slug -> Task class, filled lazily from ``conf/task/*.yaml``."""
-
-
-def task_options(cls: type[Task]) -> list[str] | None:
-    """The option names ``cls.__init__`` accepts (None when it takes ``**kwargs``)."""
-    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [p.name for p in params if p.kind in kinds]
+    return TASKS.config(slug)
 
 
 def make_task(task_cfg: Mapping[str, Any]) -> Task:
     """Build a task from its config: ``name``, ``impl`` (``package.module:Class``) and options.
 
     Without ``impl`` the class is looked up by ``name`` in :data:`TASKS`. An option the class
-    does not accept is a :class:`HarnessError` naming it and the accepted ones.
+    does not declare is a :class:`HarnessError` naming it and the accepted ones.
     """
-    cfg = _plain_dict(task_cfg)
-    name = cfg.pop("name", None)
-    impl = cfg.pop("impl", None)
-    if impl is not None:
-        if not isinstance(impl, str):
-            raise HarnessError(f"task {name!r}: impl must be a 'package.module:Class' string")
-        cls = import_object(impl)
-        if not (isinstance(cls, type) and issubclass(cls, Task)):
-            raise HarnessError(f"task {name!r}: impl {impl!r} is not a Task subclass")
-        if name and not cls.__dict__.get("slug"):
-            cls.slug = str(name)
-    elif name is not None:
-        cls = TASKS.get(str(name))
-    else:
-        raise HarnessError("task config needs 'name' or 'impl'")
-    label = name or cls.slug or cls.__name__
-    accepted = task_options(cls)
-    if accepted is not None:
-        for key in cfg:
-            if key not in accepted:
-                raise HarnessError(
-                    unknown_choice(f"option for task {label!r}", key, accepted)
-                    if accepted
-                    else f"task {label!r} takes no options, got {key!r}"
-                )
-    try:
-        return cls(**cfg)
-    except TypeError as err:  # e.g. a required option is missing
-        raise HarnessError(f"task {label!r}: {err}") from err
+    return TASKS.build(task_cfg)
 
 
 def load_task(slug: str, **overrides: Any) -> Task:
@@ -212,19 +114,6 @@ def load_task(slug: str, **overrides: Any) -> Task:
     cfg = task_config(slug)
     cfg.update(overrides)
     return make_task(cfg)
-
-
-def _plain_dict(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return dict(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-    except ImportError:  # pragma: no cover
-        pass
-    if not isinstance(cfg, Mapping):
-        raise HarnessError(f"task config must be a mapping, got {type(cfg).__name__}")
-    return dict(cfg)
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,8 +132,9 @@ def tokenizer_is_toy(tokenizer: Any) -> bool:
     if TOY_MARKER not in vocab:
         return False
     words = sorted((i, w) for w, i in vocab.items() if not (w.startswith("<") and w.endswith(">")))
-    got = tokenizer(" ".join(w for _, w in words), add_special_tokens=False)["input_ids"]
-    if list(got) != [i for i, _ in words]:
+    lines = [words[k : k + 16] for k in range(0, len(words), 16)]  # within any context length
+    got = tokenizer([" ".join(w for _, w in line) for line in lines], add_special_tokens=False)
+    if [list(ids) for ids in got["input_ids"]] != [[i for i, _ in line] for line in lines]:
         raise HarnessError(
             f"tokenizer {type(tokenizer).__name__} has the toy vocabulary but does not split "
             "words like the zoo tokenizer; load it with "

@@ -22,19 +22,23 @@ REPO = Path(__file__).resolve().parents[1]
 USER_MODULE = '''
 """A user's method: AtP with each elementwise delta clipped to [-clip, clip]."""
 
+from dataclasses import dataclass
+
 from harness.components import reduce_per_component
 from harness.methods.base import Method, MethodOutput
 from harness.patching import collect_activations, metric_gradients, site_names
 
 
 class ClippedAtP(Method):
-    options = {"clip": 1.0}
+    @dataclass(frozen=True)
+    class Options:
+        clip: float = 1.0
 
     def estimate(self, ctx):
         names = site_names(ctx.components)
         _, source = collect_activations(ctx, ctx.source_tokens, names)
         _, base, grads = metric_gradients(ctx, ctx.base_tokens, names)
-        clip = float(self.config["clip"])
+        clip = float(self.options.clip)
         products = {
             k: (source[k] - base[k]).clamp(-clip, clip) * grads[k] for k in names
         }

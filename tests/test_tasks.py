@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -182,7 +183,7 @@ def test_registry_lists_every_task():
     assert set(TASKS.names()) == {*GENERATED, "prompts"}
     for slug in GENERATED:
         cls = TASKS.get(slug)
-        assert issubclass(cls, Task) and cls.slug == slug
+        assert issubclass(cls, Task) and make_task(task_config(slug)).name == slug
         assert cls.__doc__ and "arXiv" in cls.__doc__
 
 
@@ -222,12 +223,14 @@ def test_make_task_bad_values():
 class EchoTask(Task):
     """A user's own task, used through its import path."""
 
-    def __init__(self, text: str = "Mary gave a ring to") -> None:
-        self.text = text
+    @dataclass(frozen=True)
+    class Options:
+        text: str = "Mary gave a ring to"
 
     def make_pairs(self, tokenizer, n, seed):
-        corrupt = self.text.replace("gave", "found")  # same length, a different prompt
-        return [PromptPair(self.text, corrupt, (" John",), (" Mary",), "echo")]
+        text = self.options.text
+        corrupt = text.replace("gave", "found")  # same length, a different prompt
+        return [PromptPair(text, corrupt, (" John",), (" Mary",), "echo")]
 
 
 def test_make_task_by_import_path(toy_tokenizer):

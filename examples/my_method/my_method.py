@@ -16,9 +16,11 @@ Use it with:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from harness.components import reduce_per_component
+from harness.config import Range, bounded
 from harness.context import AttributionContext
-from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
 from harness.patching import metric_gradients, site_names
 
@@ -26,16 +28,14 @@ from harness.patching import metric_gradients, site_names
 class TrapezoidAtP(Method):
     """AtP with the gradient averaged between the base and the source run."""
 
-    options = {"weight": 0.5}  # accepted options and their defaults (conf: method.weight)
+    @dataclass(frozen=True)
+    class Options:  # the accepted options, their types, defaults and ranges (conf: method.weight)
+        weight: float = bounded(0.5, Range(lo=0, hi=1))
+
     bound = None  # no error bound of harness.diagnostics brackets this estimate
 
-    def validate(self) -> None:
-        weight = self.config["weight"]
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1:
-            raise HarnessError(f"method.weight must be in [0, 1], got {weight!r}")
-
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
-        w = float(self.config["weight"])
+        w = float(self.options.weight)
         names = site_names(ctx.components)
         _, source, source_grads = metric_gradients(ctx, ctx.source_tokens, names)
         _, base, base_grads = metric_gradients(ctx, ctx.base_tokens, names)

@@ -24,8 +24,6 @@ from harness.patching import collect_activations, patch_effects, site_names
 class ActivationPatching(Method):
     """Exact activation patching of each component, batched."""
 
-    options = {}
-
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         cost = per_component_cost(len(ctx.components), 1, FORWARD)
         return CostEstimate(cost, "1 patched forward per component")

@@ -22,7 +22,6 @@ from harness.patching import collect_activations, metric_gradients, site_names
 class AttributionPatching(Method):
     """First-order attribution patching."""
 
-    options = {}
     bound = "atp"
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:

@@ -49,6 +49,7 @@ queries and keys is not; source == base gives zero; GradDrop equals a per-layer 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -56,7 +57,6 @@ from harness.budget import chunk_plan
 from harness.components import reduce_per_component
 from harness.context import AttributionContext
 from harness.cost import BACKWARD, FORWARD, CostEstimate
-from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
 from harness.patching import (
     Activations,
@@ -96,16 +96,10 @@ def block_hooks(ctx: AttributionContext, layer: int) -> tuple[str, str]:
 class AtPStar(Method):
     """AtP with the QK fix for head components and optional GradDrop ranking scores."""
 
-    options = {"qk_fix": True, "graddrop": False}
-
-    def validate(self) -> None:
-        for key in ("qk_fix", "graddrop"):
-            value = self.config[key]
-            if not isinstance(value, bool):
-                raise HarnessError(
-                    f"option {key} of method {self.slug or 'atp_star'!r} must be true or false, "
-                    f"got {value!r}; accepted: true, false"
-                )
+    @dataclass(frozen=True)
+    class Options:
+        qk_fix: bool = True
+        graddrop: bool = False
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         cost = 2 * FORWARD + BACKWARD

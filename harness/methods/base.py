@@ -1,7 +1,8 @@
 """The method interface and registry.
 
 A method is a class registered under its slug, configured by ``conf/method/<slug>.yaml``
-(``name``, ``impl: package.module:Class`` and its options). ``estimate(ctx)`` returns one estimate
+(``name``, ``impl: package.module:Class`` and its options, declared by the class's ``Options``
+dataclass; :mod:`harness.registry`). ``estimate(ctx)`` returns one estimate
 per component of ``ctx.components`` (same order, same sign convention as the true effect:
 L(patched) - L(unpatched), see :mod:`harness.context`), plus optional per-component columns and
 summary values. A method defined in the user's own module plugs in by naming it in ``impl``.
@@ -16,12 +17,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from harness.config import Range
-from harness.config_files import lazy_registry
 from harness.context import AttributionContext
 from harness.cost import CostEstimate
-from harness.errors import HarnessError
-from harness.registry import Registry, import_object
+from harness.registry import Plugin, Registry
 
 
 @dataclass
@@ -34,34 +32,14 @@ class MethodOutput:
     summary: dict[str, float] = field(default_factory=dict)
 
 
-class Method(ABC):
-    """Base class of attribution methods. Options are the YAML keys besides name/impl."""
+class Method(Plugin, ABC):
+    """Base class of attribution methods. ``Options``: a frozen dataclass of the options (the
+    YAML keys besides name/impl, :mod:`harness.registry`); ``self.name``: the config's name."""
 
-    slug: ClassVar[str] = ""
-    options: ClassVar[dict[str, Any]] = {}
-    """Accepted options and their defaults."""
-    ranges: ClassVar[dict[str, Range]] = {}
-    """The accepted range of each numeric option (checked before :meth:`validate`; None passes
-    where the default is None)."""
+    axis: ClassVar[str] = "method"
     bound: ClassVar[str | None] = None
     """Which error bound of :mod:`harness.diagnostics` brackets this method's estimate
     (``"atp"``, ``"hvp"`` or None)."""
-
-    def __init__(self, **options: Any) -> None:
-        unknown = sorted(set(options) - set(self.options))
-        if unknown:
-            accepted = ", ".join(sorted(self.options)) or "none"
-            raise HarnessError(
-                f"unknown option {unknown[0]!r} for method {self.slug!r}; accepted: {accepted}"
-            )
-        self.config = {**self.options, **options}
-        for key, rng in self.ranges.items():
-            if self.config[key] is not None or self.options.get(key) is not None:
-                rng.check(f"method.{key}", self.config[key])
-        self.validate()
-
-    def validate(self) -> None:  # noqa: B027 - optional override
-        """Check option values; raise HarnessError with a one-line message."""
 
     @abstractmethod
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
@@ -73,22 +51,11 @@ class Method(ABC):
         return None
 
 
-METHODS: Registry[Method] = lazy_registry("method", "method", Method)
+METHODS: Registry[Method] = Registry("method", "method", Method)
+"""Method slug -> class, from ``conf/method/*.yaml``."""
 
 
 def make_method(method_cfg: Mapping[str, Any]) -> Method:
     """Instantiate the method named by a method config (its ``impl`` wins over the registry, so a
     user's own class works by import path)."""
-    cfg = dict(method_cfg)
-    slug = str(cfg.pop("name", ""))
-    impl = cfg.pop("impl", None)
-    if impl:
-        cls = import_object(str(impl))
-        if not (isinstance(cls, type) and issubclass(cls, Method)):
-            raise HarnessError(f"method impl {impl!r} is not a harness Method subclass")
-        cls.slug = cls.slug or slug
-    else:
-        cls = METHODS.get(slug)
-    instance = cls(**cfg)
-    instance.name = slug or cls.slug
-    return instance
+    return METHODS.build(method_cfg)

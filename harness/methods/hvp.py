@@ -26,15 +26,16 @@ base == source).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from harness.components import reduce_per_component
+from harness.config import one_of
 from harness.context import AttributionContext
 from harness.cost import BACKWARD, FORWARD, HVP, PER_PATH_POINT, CostEstimate, per_component_cost
-from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
 from harness.patching import Activations, collect_activations, site_names
-from harness.registry import unknown_choice
 from harness.second_order import path_derivatives
 from harness.task_metric import per_prompt_metric
 
@@ -44,12 +45,9 @@ MODES = ("exact", "shared")
 class HessianVectorProduct(Method):
     """AtP with the per-component (``exact``) or per-site (``shared``) second-order term."""
 
-    options = {"mode": "exact"}
-
-    def validate(self) -> None:
-        mode = self.config["mode"]
-        if mode not in MODES:
-            raise HarnessError(unknown_choice(f"{self.slug or 'hvp'} mode", mode, list(MODES)))
+    @dataclass(frozen=True)
+    class Options:
+        mode: str = one_of("exact", MODES)
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         if self.config["mode"] == "shared":

@@ -33,6 +33,8 @@ to activation patching; sign; zero when base == source).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from captum.attr import LayerIntegratedGradients
 from captum.attr._utils.approximation_methods import (
@@ -43,13 +45,13 @@ from captum.attr._utils.approximation_methods import (
 
 from harness.budget import chunk_plan
 from harness.components import group_by_hook, reduce_per_component
+from harness.config import POSITIVE_INT, bounded, one_of
 from harness.context import AttributionContext
 from harness.cost import BACKWARD, FORWARD, CostEstimate, per_component_cost
 from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
 from harness.methods.ms_hvp import check_steps
 from harness.patching import Activations, collect_activations, pass_row_bytes, site_names
-from harness.registry import unknown_choice
 from harness.second_order import path_derivatives
 from harness.task_metric import per_prompt_metric
 
@@ -59,17 +61,15 @@ PATHS = ("component", "joint")
 class IntegratedGradients(Method):
     """Integrated Gradients over each component's own path or a site's joint path."""
 
-    options = {"path": "component", "steps": 32, "integration": "gausslegendre"}
+    @dataclass(frozen=True)
+    class Options:
+        path: str = one_of("component", PATHS)
+        steps: int = bounded(32, POSITIVE_INT)
+        integration: str = one_of("gausslegendre", SUPPORTED_METHODS)  # captum's rules
 
     def validate(self) -> None:
-        slug = self.slug or "ig"
-        path, rule = self.config["path"], self.config["integration"]
-        if path not in PATHS:
-            raise HarnessError(unknown_choice(f"{slug} path", path, list(PATHS)))
-        if rule not in SUPPORTED_METHODS:
-            raise HarnessError(unknown_choice(f"{slug} integration", rule, SUPPORTED_METHODS))
-        # captum's Riemann rules need two points or more.
-        check_steps(slug, self.config["steps"], 2 if rule in SUPPORTED_RIEMANN_METHODS else 1)
+        if self.options.integration in SUPPORTED_RIEMANN_METHODS:  # two points or more
+            check_steps(self.name, self.options.steps, 2)
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         steps, step = self.config["steps"], FORWARD + BACKWARD

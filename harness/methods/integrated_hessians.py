@@ -34,9 +34,11 @@ activation patching; a quadratic path is exact with one step; source == base giv
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from harness.config import Range
+from harness.config import Range, bounded
 from harness.context import AttributionContext
 from harness.cost import PER_PATH_POINT, CostEstimate, per_component_cost
 from harness.methods.base import Method, MethodOutput
@@ -94,8 +96,9 @@ def self_interaction(
 class IntegratedHessians(Method):
     """Integrated Hessians self-interaction of each component on its own patching path."""
 
-    options = {"steps": 32}
-    ranges = {"steps": Range(lo=1, hi=MAX_STEPS, integer=True)}
+    @dataclass(frozen=True)
+    class Options:
+        steps: int = bounded(32, Range(lo=1, hi=MAX_STEPS, integer=True))
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         steps = self.config["steps"]

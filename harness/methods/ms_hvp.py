@@ -18,10 +18,11 @@ patching falls as K grows 4 -> 16 -> 64; zero when base == source).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-from harness.config import POSITIVE_INT, Range
+from harness.config import POSITIVE_INT, Range, bounded
 from harness.context import AttributionContext
 from harness.cost import PER_PATH_POINT, CostEstimate, per_component_cost
 from harness.methods.base import Method, MethodOutput
@@ -39,8 +40,9 @@ def check_steps(slug: str, value: object, minimum: int = 1) -> int:
 class MultiStepHVP(Method):
     """K second-order Taylor steps along each component's path."""
 
-    options = {"steps": 8}
-    ranges = {"steps": POSITIVE_INT}
+    @dataclass(frozen=True)
+    class Options:
+        steps: int = bounded(8, POSITIVE_INT)
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         steps = self.config["steps"]

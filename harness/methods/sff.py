@@ -23,18 +23,18 @@ with fix=hvp it equals the hvp method; unflagged components equal AtP).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from harness.components import reduce_per_component
-from harness.config import FRACTION, POSITIVE_INT, Range
+from harness.config import FRACTION, POSITIVE_INT, Range, bounded, one_of
 from harness.context import AttributionContext
 from harness.cost import BACKWARD, FORWARD, PER_PATH_POINT, CostEstimate
 from harness.diagnostics import SCORES, PathQuantities, flag_components, reliability_scores
-from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
 from harness.methods.ms_hvp import multi_step
 from harness.patching import collect_activations, metric_gradients, patch_effects, site_names
-from harness.registry import unknown_choice
 
 FIXES = ("hvp", "ms_hvp", "actpatch")
 
@@ -42,21 +42,13 @@ FIXES = ("hvp", "ms_hvp", "actpatch")
 class ScreenFlagFix(Method):
     """AtP, then a fix of the flagged components only."""
 
-    options = {
-        "score": "delta_norm",
-        "flag_fraction": 0.2,
-        "threshold": None,
-        "fix": "hvp",
-        "steps": 8,
-    }
-    ranges = {"flag_fraction": FRACTION, "threshold": Range(), "steps": POSITIVE_INT}
-
-    def validate(self) -> None:
-        cfg = self.config
-        if cfg["score"] not in SCORES:
-            raise HarnessError(unknown_choice("sff score", cfg["score"], list(SCORES)))
-        if cfg["fix"] not in FIXES:
-            raise HarnessError(unknown_choice("sff fix", cfg["fix"], list(FIXES)))
+    @dataclass(frozen=True)
+    class Options:
+        score: str = one_of("delta_norm", tuple(SCORES))
+        flag_fraction: float = bounded(0.2, FRACTION)
+        threshold: float | None = bounded(None, Range(), optional=True)
+        fix: str = one_of("hvp", FIXES)
+        steps: int = bounded(8, POSITIVE_INT)
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         cfg, count = self.config, len(ctx.components)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 from harness.taskdefs.factual_recall.data import (
     FACTS,
@@ -35,17 +36,17 @@ class FactualRecallTask(Task):
     that are one token with a leading space.
     """
 
-    slug: ClassVar[str] = "factual_recall"
     toy_templates = TOY_TEMPLATES
     toy_words = {"landmarks": tuple(TOY_LANDMARKS), "cities": TOY_CITIES}
 
-    def __init__(self, vocab: str = "auto", prepend_bos: bool = False) -> None:
-        self.vocab = vocab
-        self.prepend_bos = bool(prepend_bos)
+    @dataclass(frozen=True)
+    class Options:
+        vocab: str = "auto"  # auto | toy | natural (resolve_vocab)
+        prepend_bos: bool = False
 
     def make_pairs(self, tokenizer: Any, n: int | None, seed: int) -> list[PromptPair]:
         n = count(n)
-        if resolve_vocab(self.vocab, tokenizer) == "toy":
+        if resolve_vocab(self.options.vocab, tokenizer) == "toy":
             facts = list(TOY_LANDMARKS.items())
             templates = list(TOY_TEMPLATES)
             fill_one = lambda template, subject: template.replace("[S]", subject)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 from harness.taskdefs.greater_than.data import (
     NOUNS,
@@ -13,11 +14,10 @@ from harness.taskdefs.greater_than.data import (
     TOY_TEMPLATES,
 )
 
-from harness.config import Range
+from harness.config import Range, bounded, one_of
 from harness.errors import HarnessError
 from harness.tasks import (
     Task,
-    choice,
     count,
     fill,
     n_tokens,
@@ -103,43 +103,40 @@ class GreaterThanTask(Task):
     prefix (:func:`next_token_sets`; README.md).
     """
 
-    slug: ClassVar[str] = "greater_than"
     toy_templates = tuple(TOY_TEMPLATES.values())
     toy_words = {"digits": TOY_DIGITS, "year nouns": TOY_NOUNS}
 
-    def __init__(
-        self,
-        vocab: str = "auto",
-        form: str = "canonical",
-        centuries: list[int] | tuple[int, ...] = (11, 12, 13, 14, 15, 16, 17),
-        year_tokens: str = "auto",
-        prepend_bos: bool = False,
-    ) -> None:
-        self.vocab = vocab
-        self.form = choice("greater_than form", form, TEMPLATES)
-        self.year_tokens = choice("greater_than year_tokens", year_tokens, YEAR_TOKENS)
-        cents = list(centuries)
-        if not cents:
+    @dataclass(frozen=True)
+    class Options:
+        vocab: str = "auto"  # auto | toy | natural (resolve_vocab)
+        form: str = one_of("canonical", tuple(TEMPLATES))
+        centuries: list[int] = bounded(list(range(11, 18)), Range(lo=10, hi=99, integer=True))
+        year_tokens: str = one_of("auto", YEAR_TOKENS)
+        prepend_bos: bool = False
+
+    def validate(self) -> None:
+        if not isinstance(self.options.centuries, (list, tuple)) or not self.options.centuries:
             raise HarnessError("greater_than centuries is empty; accepted: integers from 10 to 99")
-        for i, century in enumerate(cents):  # the config schema's one range validator
-            Range(lo=10, hi=99, integer=True).check(f"task.centuries[{i}]", century)
-        self.centuries = cents
-        self.prepend_bos = bool(prepend_bos)
+
+    @property
+    def centuries(self) -> list[int]:
+        return list(self.options.centuries)
 
     def make_pairs(self, tokenizer: Any, n: int | None, seed: int) -> list[PromptPair]:
         n = count(n)
-        if resolve_vocab(self.vocab, tokenizer) == "toy":
-            template = TOY_TEMPLATES[self.form]
+        form, year_tokens = self.options.form, self.options.year_tokens
+        if resolve_vocab(self.options.vocab, tokenizer) == "toy":
+            template = TOY_TEMPLATES[form]
             nouns: list[str] = list(TOY_NOUNS)
             years = [(xx, yy) for xx in self.centuries for yy in range(2, 99)]
             digits = list(TOY_DIGITS)
             accept = None
         else:
-            template = TEMPLATES[self.form]
+            template = TEMPLATES[form]
             nouns = list(NOUNS)
-            two_digit = self.year_tokens != "next_token"
+            two_digit = year_tokens != "next_token"
             years = valid_years(tokenizer, self.centuries) if two_digit else []
-            if not years and self.year_tokens != "two_digit":
+            if not years and year_tokens != "two_digit":
                 return self._next_token_pairs(tokenizer, n, seed, template, nouns)
             if not years:
                 raise HarnessError(

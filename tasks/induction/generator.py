@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import random
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 from harness.taskdefs.induction.data import TOY_POOL
 
-from harness.config import POSITIVE_INT
+from harness.config import POSITIVE_INT, bounded
 from harness.errors import HarnessError
 from harness.tasks import Task, count, resolve_vocab, sample_pairs, special_prefix
 from harness.types import PromptPair
-
-
-def _positive_int(name: str, value: object) -> int:
-    POSITIVE_INT.check(f"task.{name}", value)  # the config schema's one range validator
-    return int(value)  # type: ignore[call-overload]
 
 
 class InductionTask(Task):
@@ -29,25 +25,22 @@ class InductionTask(Task):
     Metric: logit difference logit(R[k]) - logit(R2[k]) at the last position.
     """
 
-    slug: ClassVar[str] = "induction"
     toy_words = {"induction pool": TOY_POOL}
 
-    def __init__(
-        self,
-        vocab: str = "auto",
-        seq_len: int = 10,
-        query_len: int | None = None,
-        id_range: list[int] | tuple[int, int] = (1000, 10000),
-        prepend_bos: bool = False,
-    ) -> None:
-        self.vocab = vocab
-        self.seq_len = _positive_int("seq_len", seq_len)
-        k = seq_len // 2 if query_len is None else _positive_int("query_len", query_len)
+    @dataclass(frozen=True)
+    class Options:
+        vocab: str = "auto"  # auto | toy | natural (resolve_vocab)
+        seq_len: int = bounded(10, POSITIVE_INT)  # length of the random sequence R
+        query_len: int | None = bounded(None, POSITIVE_INT, optional=True)  # None: seq_len // 2
+        id_range: tuple[int, int] | list[int] = (1000, 10000)  # natural vocab: ids [low, high)
+        prepend_bos: bool = False
+
+    def validate(self) -> None:
+        seq_len, k, id_range = self.options.seq_len, self.query_len, self.options.id_range
         if seq_len < 2 or k >= seq_len:
             raise HarnessError(
                 f"induction needs seq_len >= 2 and query_len < seq_len, got {seq_len} and {k}"
             )
-        self.query_len = k
         if (
             not isinstance(id_range, (list, tuple))
             or len(id_range) != 2
@@ -57,15 +50,23 @@ class InductionTask(Task):
             raise HarnessError(
                 f"induction id_range must be [low, high) with low < high, got {id_range!r}"
             )
-        self.id_range = (int(id_range[0]), int(id_range[1]))
-        self.prepend_bos = bool(prepend_bos)
+
+    @property
+    def seq_len(self) -> int:
+        return self.options.seq_len
+
+    @property
+    def query_len(self) -> int:
+        """k: the tokens of R repeated before the answer R[k]."""
+        query_len = self.options.query_len
+        return self.options.seq_len // 2 if query_len is None else query_len
 
     def token_pool(self, tokenizer: Any) -> list[int]:
         """Candidate token ids for the natural version: ``id_range`` clipped to the vocabulary,
         minus special tokens; all non-special ids when that range is too small."""
         size = len(tokenizer)
         special = set(tokenizer.all_special_ids)
-        low, high = self.id_range
+        low, high = (int(x) for x in self.options.id_range)
         pool = [i for i in range(max(low, 0), min(high, size)) if i not in special]
         if len(pool) < 4 * self.seq_len:
             pool = [i for i in range(size) if i not in special]
@@ -78,7 +79,7 @@ class InductionTask(Task):
     def make_pairs(self, tokenizer: Any, n: int | None, seed: int) -> list[PromptPair]:
         n = count(n)
         L, k = self.seq_len, self.query_len
-        toy = resolve_vocab(self.vocab, tokenizer) == "toy"
+        toy = resolve_vocab(self.options.vocab, tokenizer) == "toy"
         if toy:
             words = list(TOY_POOL)
             if len(words) < 2 * L:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 from harness.taskdefs.induction.data import TOY_POOL
 from harness.taskdefs.ioi.data import (
@@ -16,6 +17,7 @@ from harness.taskdefs.ioi.data import (
     TOY_TEMPLATES,
 )
 
+from harness.config import one_of
 from harness.errors import HarnessError
 from harness.tasks import (
     Task,
@@ -55,31 +57,28 @@ class IOITask(Task):
     difference logit(IO) - logit(S) at the last position.
     """
 
-    slug: ClassVar[str] = "ioi"
     toy_templates = TOY_TEMPLATES
     toy_words = {"names": TOY_NAMES, "places": PLACES, "objects": OBJECTS}
 
-    def __init__(
-        self,
-        vocab: str = "auto",
-        corruption: str = "name_swap",
-        order: str = "mixed",
-        names: str | list[str] = "wang",
-        prepend_bos: bool = False,
-    ) -> None:
-        self.vocab = vocab
-        self.corruption = choice("ioi corruption", corruption, CORRUPTIONS)
-        self.order = choice("ioi order", order, ORDERS)
+    @dataclass(frozen=True)
+    class Options:
+        vocab: str = "auto"  # auto | toy | natural (resolve_vocab)
+        corruption: str = one_of("name_swap", CORRUPTIONS)
+        order: str = one_of("mixed", ORDERS)
+        names: str | list[str] = "wang"  # a list of NAME_LISTS or the names themselves
+        prepend_bos: bool = False
+
+    def validate(self) -> None:
+        names = self.options.names
         if isinstance(names, str):
-            choice("ioi name list", names, NAME_LISTS)
+            choice(f"{self.name} name list", names, NAME_LISTS)
         elif not (isinstance(names, (list, tuple)) and all(isinstance(x, str) for x in names)):
-            raise HarnessError("ioi names must be 'wang', 'arena' or a list of names")
-        self.names = names if isinstance(names, str) else list(names)
-        self.prepend_bos = bool(prepend_bos)
+            raise HarnessError(f"{self.name} names must be 'wang', 'arena' or a list of names")
 
     def make_pairs(self, tokenizer: Any, n: int | None, seed: int) -> list[PromptPair]:
         n = count(n)
-        if resolve_vocab(self.vocab, tokenizer) == "toy":
+        opts = self.options
+        if resolve_vocab(opts.vocab, tokenizer) == "toy":
             templates = TOY_TEMPLATES
             names = list(TOY_NAMES)
             places, objects = PLACES, OBJECTS
@@ -87,7 +86,7 @@ class IOITask(Task):
             accept = None
         else:
             templates = BABA_TEMPLATES
-            raw = NAME_LISTS[self.names] if isinstance(self.names, str) else self.names
+            raw = NAME_LISTS[opts.names] if isinstance(opts.names, str) else list(opts.names)
             names = need(single_token_words(tokenizer, raw), 5, "IOI names", tokenizer)
             places, objects = PLACES, OBJECTS
             fillers = need(
@@ -100,14 +99,14 @@ class IOITask(Task):
             def accept(pair: PromptPair) -> bool:
                 return same_length(tokenizer, str(pair.clean), str(pair.corrupt))
 
-        orders = ("baba", "abba") if self.order == "mixed" else (self.order,)
+        orders = ("baba", "abba") if opts.order == "mixed" else (opts.order,)
 
         def make_one(rng: random.Random) -> PromptPair:
             body = slot_template(rng.choice(templates), rng.choice(orders))
             body = fill(body, {"PLACE": rng.choice(places), "OBJECT": rng.choice(objects)})
             io, s, x, y, z = rng.sample(names, 5)
             clean = body.format(IO=io, S1=s, S2=s)
-            if self.corruption == "name_swap":
+            if opts.corruption == "name_swap":
                 corrupt = body.format(IO=x, S1=y, S2=z)
             else:
                 corrupt = body.format(IO=io, S1=s, S2=rng.choice(fillers))

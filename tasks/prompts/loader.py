@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from harness.errors import HarnessError
 from harness.tasks import Task
@@ -84,15 +85,21 @@ class PromptsTask(Task):
     logit(answer) - logit(wrong) at the last position.
     """
 
-    slug: ClassVar[str] = "prompts"
+    @dataclass(frozen=True)
+    class Options:
+        path: str | None = None  # required: the JSONL file
+        prepend_bos: bool = False
 
-    def __init__(self, path: str | None = None, prepend_bos: bool = False) -> None:
+    def validate(self) -> None:
+        path = self.options.path
         if path is None or (isinstance(path, str) and not path.strip()):
             raise HarnessError("task prompts needs option 'path' (a JSONL file of prompt pairs)")
         if not isinstance(path, (str, Path)):
             raise HarnessError(f"task prompts: path must be a string, got {type(path).__name__}")
-        self.path = str(path)
-        self.prepend_bos = bool(prepend_bos)
+
+    @property
+    def path(self) -> str:
+        return str(self.options.path)
 
     def input_files(self) -> list[Path]:
         return [Path(self.path)]
