@@ -895,11 +895,14 @@ def composition_error(err: Exception) -> HarnessError:
     missing = getattr(err, "missing_cfg_file", None) or ""
     top = missing.split("/", 1)[0]
     if isinstance(err, MissingConfigException) and top in CONFIG_GROUPS:
-        group = missing.rpartition("/")[0]
-        sub = group[len(top) + 1 :]  # a nested group: method/fast
-        found = [f"{sub}/{o}" if sub else str(o) for o in err.options or []]
-        accepted = sorted(set(found) | set(group_options(top)))
+        schemas = _stored_schemas(top)  # harness/config.py's ConfigStore entries
+        found = [str(o) for o in err.options or [] if o not in schemas]  # with hydra.searchpath's
+        accepted = sorted(set(found) | set(group_options(top)))  # with nested ones: fast/ig
         return HarnessError(unknown_choice(top, missing[len(top) + 1 :], accepted))
+    if isinstance(err, MissingConfigException) and err.options:  # e.g. hydra/launcher=...
+        group, _, choice = missing.rpartition("/")
+        accepted = sorted({str(o) for o in err.options} | set(group_options(group)))
+        return HarnessError(unknown_choice(group, choice, accepted))
     text = str(err.__cause__) if str(err).startswith("Error merging override") else str(err)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     match = re.match(r"Could not override '([^']+)'", lines[0] if lines else "")
@@ -910,6 +913,16 @@ def composition_error(err: Exception) -> HarnessError:
     )
     first = lines[0] if lines else type(err).__name__
     return HarnessError(f"{key}: {first}" if key else first)
+
+
+def _stored_schemas(group: str) -> set[str]:
+    """The names of the structured configs stored in Hydra's ConfigStore under ``group``."""
+    from hydra.core.config_store import ConfigStore
+
+    try:
+        return {name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)}
+    except OSError:  # no such group in the store
+        return set()
 
 
 _FULL_ERROR: dict[str, str | None] = {}

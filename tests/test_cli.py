@@ -62,6 +62,8 @@ BAD_BEFORE_MODEL = [
     (["model=toy-gtp2"], "unknown model 'toy-gtp2' (did you mean 'toy-gpt2'?)"),
     (["task=iio"], "unknown task 'iio'"),
     (["method=atp2"], "unknown method 'atp2'"),
+    (["method=fast/igg"], "unknown method 'fast/igg' (did you mean 'fast/ig'?); accepted: act"),
+    (["hydra/launcher=jblib"], "unknown hydra/launcher 'jblib' (did you mean 'joblib'?)"),
     (["components.sites=[head,mlp]"], "unknown site 'mlp'"),
     (["components.positions=some"], "unknown positions mode 'some'"),
     (["metric=kl"], "unknown metric 'kl'"),
@@ -147,3 +149,16 @@ def test_console_script_in_a_subprocess_has_no_traceback(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: unknown metric 'kl'; accepted: logit_diff, logprob"
     ]
+
+
+@pytest.mark.parametrize("user_value", [None, "1"])
+def test_main_gives_back_the_users_hydra_full_error(user_value, tmp_path, capsys, monkeypatch):
+    """main() sets HYDRA_FULL_ERROR while Hydra composes (so a composition error reaches it and
+    is one line) and restores the user's own value afterwards."""
+    if user_value is None:
+        monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    else:
+        monkeypatch.setenv("HYDRA_FULL_ERROR", user_value)
+    code, _, err = run_cli(["model=toy-gtp2", f"results_dir={tmp_path}"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "unknown model" in err
+    assert os.environ.get("HYDRA_FULL_ERROR") == user_value
