@@ -185,9 +185,14 @@ class ModelAdapter:
         return self.bridge(tokens)
 
     def cache(
-        self, tokens: torch.Tensor, names: Iterable[str], hooks: Sequence[tuple[str, HookFn]] = ()
+        self,
+        tokens: torch.Tensor,
+        names: Iterable[str],
+        hooks: Sequence[tuple[str, HookFn]] = (),
+        read_pos: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits and the activations at ``names`` (after any hook on them) of one pass."""
+        """Logits (at ``read_pos`` only, as :meth:`run`) and the activations at ``names``
+        (after any hook on them) of one pass."""
         store: dict[str, torch.Tensor] = {}
 
         def keep(name: str) -> HookFn:
@@ -198,7 +203,7 @@ class ModelAdapter:
 
         all_hooks = list(hooks) + [(name, keep(name)) for name in names]
         with torch.no_grad():
-            logits = self.run(tokens, all_hooks)
+            logits = self.run(tokens, all_hooks, read_pos=read_pos)
         return logits, store
 
     # ---- the fast patching path: re-entering the block stack from a cached residual ----
@@ -260,6 +265,7 @@ class ModelAdapter:
         start_pos: int = 0,
         stop_pos: int | None = None,
         read_pos: torch.Tensor | None = None,
+        columns: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits of blocks ``layer``..L-1, the final norm and the unembedding, with ``hooks``.
 
@@ -270,7 +276,9 @@ class ModelAdapter:
         keys and values of earlier positions come from the unpatched run (``block_inputs``
         recorded with ``record_kv``), which is exact for causal attention when nothing before
         ``start_pos`` changed. ``read_pos`` [rows] (absolute positions) returns logits
-        [rows, 1, vocab] at one position per row; otherwise [rows, window, vocab].
+        [rows, 1, vocab] at one position per row; otherwise [rows, window, vocab]. ``columns``
+        [k] (vocabulary ids): only those logits are computed, [..., k] (the unembedding's rows
+        ``columns`` only; see :func:`harness.task_metric.metric_columns`).
         """
         stop = block_inputs.seq_len if stop_pos is None else stop_pos
         cache = None
@@ -281,7 +289,15 @@ class ModelAdapter:
         context = self.bridge.hooks(fwd_hooks=list(hooks)) if hooks else nullcontext()
         with context:
             return self._loop(
-                block_inputs, layer, resid, dict(enter or {}), start_pos, stop, read_pos, cache
+                block_inputs,
+                layer,
+                resid,
+                dict(enter or {}),
+                start_pos,
+                stop,
+                read_pos,
+                cache,
+                columns,
             )
 
     def _loop(
@@ -294,6 +310,7 @@ class ModelAdapter:
         stop: int,
         read_pos: torch.Tensor | None,
         cache: _KVCache | None,
+        columns: torch.Tensor | None = None,
         keep_resid: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         blocks = self._blocks()
@@ -312,12 +329,25 @@ class ModelAdapter:
         if read_pos is not None:
             rows = torch.arange(hidden.shape[0], device=hidden.device)
             hidden = hidden[rows, (read_pos - start).clamp(0, stop - start - 1)].unsqueeze(1)
-        return self._final(hidden)
+        return self._final(hidden, columns)
 
-    def _final(self, hidden: torch.Tensor) -> torch.Tensor:
+    def _final(self, hidden: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
         """Final norm, unembedding and what the HF top-level forward does after its lm head
-        (Gemma-2's ``final_logit_softcapping``)."""
-        logits = self.bridge.unembed(self.bridge.ln_final(hidden))
+        (Gemma-2's ``final_logit_softcapping``, elementwise). ``columns`` [k]: the logits of
+        those vocabulary ids only, [..., k]: a linear lm head multiplies by its ``columns`` rows
+        alone (k dot products a position instead of the vocabulary's)."""
+        normed = self.bridge.ln_final(hidden)
+        head = getattr(self.bridge.unembed, "original_component", None)
+        if columns is None:
+            logits = self.bridge.unembed(normed)
+        elif isinstance(head, torch.nn.Linear):
+            columns = columns.to(head.weight.device)
+            bias = getattr(head, "bias", None)
+            logits = torch.nn.functional.linear(
+                normed, head.weight[columns], None if bias is None else bias[columns]
+            )
+        else:
+            logits = self.bridge.unembed(normed)[..., columns.to(normed.device)]
         hf_config = getattr(getattr(self.bridge, "original_model", None), "config", None)
         softcap = getattr(hf_config, "final_logit_softcapping", None)
         if softcap:

@@ -51,20 +51,22 @@ def row_bytes(
     kind: str = "forward",
     layers: int | None = None,
     logit_positions: int = 1,
+    logit_columns: int | None = None,
 ) -> int:
     """Estimated peak bytes one sequence row adds to a pass (an upper-end estimate).
 
     ``seq`` positions run through ``layers`` blocks (default all); logits are built at
-    ``logit_positions`` positions over the full vocabulary. Per block: the hidden-size tensors
-    (norms, q/k/v, head outputs, residuals; about 8 x d_model a position), the MLP's
-    (3 x d_mlp) and the attention scores and pattern (3 x n_heads x seq a position); the
-    recorded keys/values of the prefix (2 x d_model a position and block).
+    ``logit_positions`` positions over ``logit_columns`` vocabulary ids (default all). Per
+    block: the hidden-size tensors (norms, q/k/v, head outputs, residuals; about 8 x d_model a
+    position), the MLP's (3 x d_mlp) and the attention scores and pattern (3 x n_heads x seq
+    a position); the recorded keys/values of the prefix (2 x d_model a position and block).
     """
     if kind not in KINDS:
         raise ValueError(kind)
     layers = shape.n_layers if layers is None else layers
     per_block = seq * (8 * shape.d_model + 3 * shape.d_mlp) + 3 * shape.n_heads * seq * seq
-    logits = 3 * logit_positions * shape.d_vocab
+    columns = shape.d_vocab if logit_columns is None else logit_columns
+    logits = 3 * logit_positions * columns
     kv = 2 * layers * seq * shape.d_model
     live = 2 * per_block + _GRAPH_FACTOR[kind] * layers * per_block
     elements = live + logits + kv

@@ -41,7 +41,7 @@ from harness.budget import ChunkPlan, chunk_plan, row_bytes
 from harness.components import group_by_hook, hook_of, slice_index
 from harness.context import AttributionContext
 from harness.errors import HarnessError
-from harness.task_metric import per_prompt_metric
+from harness.task_metric import metric_columns, per_prompt_metric
 from harness.types import Component, PromptBatch
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def collect_activations(
     metrics, parts = [], {name: [] for name in names}
     for rows in ctx.prompt_chunks():
         sub = ctx.batch.select(rows)
-        logits, acts = ctx.model.cache(tokens[rows], names)
+        logits, acts = ctx.model.cache(tokens[rows], names, read_pos=sub.last)
         ctx.cost.forward(rows.stop - rows.start)
         metrics.append(per_prompt_metric(logits, sub, ctx.metric))
         for name in names:
@@ -156,10 +156,18 @@ def full_batches(
 
 def pass_row_bytes(ctx: AttributionContext, kind: str, fast: bool = True) -> int:
     """:func:`harness.budget.row_bytes` of one sequence row of ``ctx``'s prompts in a pass of
-    ``kind``; logits at the read position only on the fast path, at every position otherwise."""
+    ``kind``; logits at the read position only and over the columns the metric reads on the
+    fast path, at every position over the vocabulary otherwise."""
     seq = ctx.batch.seq_len
+    if not fast:
+        return row_bytes(ctx.model.shape, ctx.model.dtype, seq, kind, logit_positions=seq)
+    columns, _ = metric_columns(ctx.batch, ctx.metric)
     return row_bytes(
-        ctx.model.shape, ctx.model.dtype, seq, kind, logit_positions=1 if fast else seq
+        ctx.model.shape,
+        ctx.model.dtype,
+        seq,
+        kind,
+        logit_columns=None if columns is None else columns.numel(),
     )
 
 
@@ -195,9 +203,11 @@ class CopyBatch:
 
     Copy j moves component ``chunk[j]`` (chunk ordered by layer: copies enter the batch at
     their own component's layer); positions ``p0``..``stop - 1`` run, earlier ones are read from
-    the recorded keys/values. ``sub``: the prompt chunk; ``live`` [copies, m]: False where
-    the component's position lies after the prompt's last real token (no effect: the caller
-    zeroes those entries).
+    the recorded keys/values. ``sub``: the prompt chunk, its answers re-indexed into
+    ``columns``, the vocabulary ids whose logits a pass computes (None: all; see
+    :func:`harness.task_metric.metric_columns`); ``live`` [copies, m]: False where the
+    component's position lies after the prompt's last real token (no effect: the caller zeroes
+    those entries).
     """
 
     chunk: list[int]
@@ -207,6 +217,7 @@ class CopyBatch:
     inputs: BlockInputs
     live: torch.Tensor
     layers: list[int]
+    columns: torch.Tensor | None = None
 
     @property
     def copies(self) -> int:
@@ -228,7 +239,8 @@ class CopyBatch:
         }
 
     def run(self, ctx: AttributionContext, hooks: Sequence[tuple[str, object]]) -> torch.Tensor:
-        """Logits [copies * m, 1, vocab] at each prompt's last position, with ``hooks``."""
+        """Logits [copies * m, 1, vocab or k] at each prompt's last position, with ``hooks``
+        (only the ``columns`` the metric reads, when it reads a few)."""
         counts = Counter(self.layers)
         entries = {
             layer: self.inputs.resid[layer][:, self.p0 : self.stop].repeat(count, 1, 1)
@@ -244,6 +256,7 @@ class CopyBatch:
             start_pos=self.p0,
             stop_pos=self.stop,
             read_pos=self.sub.last.repeat(self.copies),
+            columns=self.columns,
         )
         ctx.cost.forward(self.copies * self.m)
         return logits
@@ -270,7 +283,7 @@ def copy_batches(
     with tqdm(total=total, desc=desc, disable=not ctx.progress, leave=False) as bar:
         for index, rows in enumerate(prompt_chunks):
             inputs, windows = _prefix(ctx, rows, windows, check=index == 0)
-            sub = ctx.batch.select(rows)
+            columns, sub = metric_columns(ctx.batch.select(rows), ctx.metric)
             last = sub.last
             stop = int(last.max()) + 1
             for start in range(0, len(order), plan.copies):
@@ -283,7 +296,7 @@ def copy_batches(
                 positions = torch.tensor([components[i].pos for i in chunk], device=last.device)
                 live = ~(positions[:, None] > last[None, :])
                 layers = [components[i].layer for i in chunk]
-                yield rows, CopyBatch(chunk, p0, stop, sub, inputs, live, layers)
+                yield rows, CopyBatch(chunk, p0, stop, sub, inputs, live, layers, columns)
 
 
 def _prefix(
@@ -400,10 +413,13 @@ def metric_gradients(
             return hook
 
         with torch.enable_grad():
+            sub = ctx.batch.select(rows)
             logits = ctx.model.run(
-                tokens[rows], [(name, make_hook(name, store, eps, rows)) for name in names]
+                tokens[rows],
+                [(name, make_hook(name, store, eps, rows)) for name in names],
+                read_pos=sub.last,
             )
-            per_prompt = per_prompt_metric(logits, ctx.batch.select(rows), ctx.metric)
+            per_prompt = per_prompt_metric(logits, sub, ctx.metric)
             grads = torch.autograd.grad(per_prompt.sum() / n, [eps[name] for name in names])
         ctx.cost.forward(rows.stop - rows.start)
         ctx.cost.n_backward += 1

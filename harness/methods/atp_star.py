@@ -319,8 +319,11 @@ def _dropped_gradients(
     hooked = list(dict.fromkeys(list(names) + list(block_of)))
     tokens = ctx.base_tokens[rows].repeat(copies, 1)
     with torch.enable_grad():
-        logits = ctx.model.run(tokens, [(name, make_hook(name)) for name in hooked])
-        per_prompt = per_prompt_metric(logits, ctx.batch.select(rows), ctx.metric, copies)
+        sub = ctx.batch.select(rows)
+        logits = ctx.model.run(
+            tokens, [(name, make_hook(name)) for name in hooked], read_pos=sub.last.repeat(copies)
+        )
+        per_prompt = per_prompt_metric(logits, sub, ctx.metric, copies)
         inputs = [eps[name] for name in names]
         grads = torch.autograd.grad(per_prompt.sum() / n, inputs, allow_unused=True)
     ctx.cost.forward(tokens.shape[0])

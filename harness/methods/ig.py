@@ -163,8 +163,11 @@ def _site_patched_sum(
 ) -> float:
     """Sum over the chunk's prompts of the metric with the whole site ``name`` from source."""
     value = source[name][rows]
+    sub = ctx.batch.select(rows)
     with torch.no_grad():
-        logits = ctx.model.run(ctx.base_tokens[rows], [(name, lambda act, hook: value)])
+        logits = ctx.model.run(
+            ctx.base_tokens[rows], [(name, lambda act, hook: value)], read_pos=sub.last
+        )
     ctx.cost.forward(rows.stop - rows.start)
-    metric = per_prompt_metric(logits, ctx.batch.select(rows), ctx.metric)
+    metric = per_prompt_metric(logits, sub, ctx.metric)
     return metric.double().sum().item()
