@@ -211,7 +211,7 @@ def run_one(
             list(cfg.reliability),
             cfg.flag,
             cfg.unreliable,
-            method.bound,
+            method.error_bound(),
         )
         diagnostics["diagnostics_wall_s"] = time.perf_counter() - start
         for name, column in columns.items():

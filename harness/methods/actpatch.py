@@ -25,6 +25,7 @@ class ActivationPatching(Method):
     """Exact activation patching of each component, batched."""
 
     options = {}
+    bound = None  # exact: the estimate is the truth itself, no interval to measure
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         cost = per_component_cost(len(ctx.components), 1, FORWARD)

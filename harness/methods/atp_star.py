@@ -97,6 +97,10 @@ class AtPStar(Method):
     """AtP with the QK fix for head components and optional GradDrop ranking scores."""
 
     options = {"qk_fix": True, "graddrop": False}
+    bound = None  # the QK fix moves head estimates off f'(0)
+
+    def error_bound(self) -> str | None:
+        return None if self.config["qk_fix"] else "atp"  # without the fix it is AtP
 
     def validate(self) -> None:
         for key in ("qk_fix", "graddrop"):

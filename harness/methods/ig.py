@@ -60,6 +60,7 @@ class IntegratedGradients(Method):
     """Integrated Gradients over each component's own path or a site's joint path."""
 
     options = {"path": "component", "steps": 32, "integration": "gausslegendre"}
+    bound = None  # a quadrature of f' over the path: neither f'(0) nor the HVP estimate
 
     def validate(self) -> None:
         slug = self.slug or "ig"

@@ -95,6 +95,7 @@ class IntegratedHessians(Method):
     """Integrated Hessians self-interaction of each component on its own patching path."""
 
     options = {"steps": 32}
+    bound = None  # a weighted quadrature of f' and f'': neither f'(0) nor the HVP estimate
     ranges = {"steps": Range(lo=1, hi=MAX_STEPS, integer=True)}
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:

@@ -41,6 +41,10 @@ class MultiStepHVP(Method):
 
     options = {"steps": 8}
     ranges = {"steps": POSITIVE_INT}
+    bound = None  # K > 1 steps: not the one-step HVP estimate the HVP interval is centred on
+
+    def error_bound(self) -> str | None:
+        return "hvp" if self.config["steps"] == 1 else None  # one step is the hvp estimate
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         steps = self.config["steps"]

@@ -50,6 +50,7 @@ class ScreenFlagFix(Method):
         "steps": 8,
     }
     ranges = {"flag_fraction": FRACTION, "threshold": Range(), "steps": POSITIVE_INT}
+    bound = None  # AtP on some components, the fix on others: no one interval brackets both
 
     def validate(self) -> None:
         cfg = self.config
