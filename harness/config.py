@@ -104,6 +104,7 @@ class ModelConfig:
     random_init: bool = False  # hub models: the shipped architecture, random weights, offline
     arch_overrides: dict[str, Any] = field(default_factory=dict)  # config.json keys (random_init)
     revision: Optional[str] = None  # noqa: UP045
+    gated: bool = False  # hub models whose licence must be accepted (a token downloads them)
     offline: Optional[OfflineSource] = None  # noqa: UP045 - hub models: the package-index copy
 
 

@@ -1,6 +1,6 @@
 """What a method is given: the model, the prompts, the components, the metric and direction.
 
-Direction convention (see ``../shared/NOTES.md``):
+Direction convention (README.md, "Sign convention"):
 
 - ``noising`` (default): the *base* run is the clean prompt x and the *source* is the corrupt
   prompt x'. The true effect of component c is L(x | a_c <- a_c(x')) - L(x).

@@ -103,3 +103,21 @@ def test_random_init_does_not_compare_weights(tiny_gpt2, tmp_path):
     folder = edited_copy(tiny_gpt2, tmp_path / "model", n_layer=4)
     cfg = {"name": "m", "source": "local", "path": str(folder), "random_init": True}
     assert load_model(cfg, "cpu", "float32").adapter.shape.n_layers == 4
+
+
+@pytest.mark.parametrize("model", ["gemma-2-2b", "llama-3.2-1b"])
+def test_gated_hub_model_missing_offline_says_what_it_needs(model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    code, _, err = run_cli([f"model={model}", f"results_dir={tmp_path}"], capsys)
+    assert_one_line(code, err, "is gated and not in the local Hugging Face cache", "licence")
+    assert "token" in err
+
+
+def test_gated_flag_leaves_the_config_hash_alone():
+    from harness.run import config_hash
+
+    config = {"model": {"name": "gemma-2-2b", "path": "google/gemma-2-2b"}, "seed": 0}
+    gated = {**config, "model": {**config["model"], "gated": True}}
+    assert config_hash(gated) == config_hash(config)
+    assert config_hash({**config, "seed": 1}) != config_hash(config)
