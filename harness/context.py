@@ -82,8 +82,7 @@ class AttributionContext:
         if self.memory_bytes is None:
             from harness.budget import default_budget_bytes
 
-            weights = sum(p.numel() * p.element_size() for p in self.model.bridge.parameters())
-            self.memory_bytes = default_budget_bytes(self.model.device, weights)
+            self.memory_bytes = default_budget_bytes(self.model.device, self.model.weight_bytes)
 
     @property
     def base_tokens(self) -> torch.Tensor:

@@ -72,27 +72,6 @@ from harness.types import Component
 _QKV = ("q", "k", "v")
 
 
-def attention_hook(ctx: AttributionContext, layer: int, kind: str) -> str:
-    """TransformerLens name of an attention hook (q, k, v, z, attn_scores, pattern) of a layer.
-
-    TransformerLens-specific (belongs in harness/adapter.py): hook_q is [batch, pos, head,
-    d_head], hook_k/hook_v [batch, pos, kv_head, d_head], hook_attn_scores (after scale, mask
-    and soft-capping) and hook_pattern [batch, head, q_pos, k_pos].
-    """
-    name = f"blocks.{layer}.attn.hook_{kind}"
-    ctx.model.hook_point(name)  # one-line HarnessError if the model lacks it
-    return name
-
-
-def block_hooks(ctx: AttributionContext, layer: int) -> tuple[str, str]:
-    """TransformerLens names of the residual stream entering and leaving block ``layer``
-    (TransformerLens-specific, belongs in harness/adapter.py)."""
-    pre, post = f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_post"
-    ctx.model.hook_point(pre)
-    ctx.model.hook_point(post)
-    return pre, post
-
-
 class AtPStar(Method):
     """AtP with the QK fix for head components and optional GradDrop ranking scores."""
 
@@ -124,7 +103,7 @@ class AtPStar(Method):
         head_layers = []
         if self.config["qk_fix"]:
             head_layers = sorted({c.layer for c in ctx.components if c.site == "head"})
-        qkv = [attention_hook(ctx, layer, kind) for layer in head_layers for kind in _QKV]
+        qkv = [ctx.model.attention_hook_name(layer, kind) for layer in head_layers for kind in _QKV]
         _, source = collect_activations(ctx, ctx.source_tokens, names + qkv)
         _, base, grads = metric_gradients(ctx, ctx.base_tokens, names)
         deltas = {name: source[name] - base[name] for name in names}
@@ -149,19 +128,19 @@ def qk_fixed_deltas(
     _, extra = collect_activations(
         ctx,
         ctx.base_tokens,
-        [attention_hook(ctx, layer, kind) for layer in layers for kind in kinds],
+        [ctx.model.attention_hook_name(layer, kind) for layer in layers for kind in kinds],
     )
     patched = _patched_head_passes(ctx, layers, base, source)
     out: Activations = {}
     for layer in layers:
-        z_name = attention_hook(ctx, layer, "z")
+        z_name = ctx.model.attention_hook_name(layer, "z")
         z = base[z_name]
         z_query, z_value, scores_key = patched[layer]
-        values = extra[attention_hook(ctx, layer, "v")]
+        values = extra[ctx.model.attention_hook_name(layer, "v")]
         values = values.repeat_interleave(z.shape[2] // values.shape[2], dim=2)
         key_term = _key_term(
-            extra[attention_hook(ctx, layer, "pattern")],
-            extra[attention_hook(ctx, layer, "attn_scores")],
+            extra[ctx.model.attention_hook_name(layer, "pattern")],
+            extra[ctx.model.attention_hook_name(layer, "attn_scores")],
             scores_key,
             values,
             z,
@@ -211,19 +190,19 @@ def _patched_head_passes(
         hooks = []
         for layer in layers:
             for copy, kind in ((0, "q"), (1, "v"), (2, "k")):
-                name = attention_hook(ctx, layer, kind)
+                name = ctx.model.attention_hook_name(layer, kind)
                 hooks.append((name, _set_copy_hook(copy, copies, source[name][rows])))
             for kind in ("attn_scores", "z"):
-                name = attention_hook(ctx, layer, kind)
+                name = ctx.model.attention_hook_name(layer, kind)
                 reset = base[name][rows] if kind == "z" else None
                 hooks.append((name, _read_hook(store, name, copies, reset)))
         with torch.no_grad():
             ctx.model.run(ctx.base_tokens[rows].repeat(copies, 1), hooks)
         ctx.cost.forward(copies * m)
         for layer in layers:
-            z_name = attention_hook(ctx, layer, "z")
+            z_name = ctx.model.attention_hook_name(layer, "z")
             z = store[z_name].view(copies, m, *base[z_name].shape[1:])
-            scores = store[attention_hook(ctx, layer, "attn_scores")]
+            scores = store[ctx.model.attention_hook_name(layer, "attn_scores")]
             scores = scores.view(copies, m, *scores.shape[1:])
             for slot, value in enumerate((z[0], z[1], scores[2])):
                 parts[layer][slot].append(value)
@@ -297,7 +276,7 @@ def _dropped_gradients(
     pre: dict[int, torch.Tensor] = {}
     block_of = {}
     for copy, layer in enumerate(dropped):
-        pre_name, post_name = block_hooks(ctx, layer)
+        pre_name, post_name = ctx.model.block_hook_names(layer)
         block_of[pre_name] = ("pre", copy, layer)
         block_of[post_name] = ("post", copy, layer)
 
