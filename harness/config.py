@@ -72,6 +72,7 @@ class Range:
 
 POSITIVE_INT = Range(lo=1, integer=True)
 FRACTION = Range(lo=0, hi=1)
+OPEN_FRACTION = Range(lo=0, hi=1, lo_open=True)
 
 
 def bounded(default: Any, rng: Range, optional: bool = False) -> Any:
@@ -116,7 +117,7 @@ class ComponentsConfig:
 
 @dataclass
 class FlagConfig:
-    fraction: float = bounded(0.2, Range(lo=0, hi=1, lo_open=True))
+    fraction: float = bounded(0.2, OPEN_FRACTION)
     thresholds: dict[str, Optional[float]] = bounded({}, Range(), optional=True)  # noqa: UP045
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from harness.adapter import ModelAdapter
+from harness.config import POSITIVE_INT
 from harness.errors import HarnessError
 from harness.registry import unknown_choice
 from harness.types import Component, PromptBatch
@@ -77,8 +78,7 @@ class AttributionContext:
 
     def __post_init__(self) -> None:
         check_direction(self.direction)
-        if self.batch_size < 1:
-            raise HarnessError(f"batch_size must be >= 1, got {self.batch_size}")
+        POSITIVE_INT.check("batch_size", self.batch_size)
         if self.memory_bytes is None:
             from harness.budget import default_budget_bytes
 

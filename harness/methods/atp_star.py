@@ -61,6 +61,7 @@ from harness.methods.base import Method, MethodOutput
 from harness.patching import (
     Activations,
     collect_activations,
+    copy_patch_hook,
     full_batches,
     metric_gradients,
     pass_row_bytes,
@@ -183,15 +184,17 @@ def _patched_head_passes(
     sees base inputs.
     """
     copies = 3
+    row_cost = pass_row_bytes(ctx, "forward", fast=False)
+    plan = chunk_plan(ctx, copies, row_cost, "atp_star qk fix", together=True)
     parts: dict[int, list[list[torch.Tensor]]] = {layer: [[], [], []] for layer in layers}
-    for rows in ctx.prompt_chunks(max(1, ctx.batch_size // copies)):
+    for rows in ctx.prompt_chunks(plan.prompt_rows):
         m = rows.stop - rows.start
         store: dict[str, torch.Tensor] = {}
         hooks = []
         for layer in layers:
             for copy, kind in ((0, "q"), (1, "v"), (2, "k")):
                 name = ctx.model.attention_hook_name(layer, kind)
-                hooks.append((name, _set_copy_hook(copy, copies, source[name][rows])))
+                hooks.append((name, copy_patch_hook([(copy, ())], source[name][rows], m)))
             for kind in ("attn_scores", "z"):
                 name = ctx.model.attention_hook_name(layer, kind)
                 reset = base[name][rows] if kind == "z" else None
@@ -207,17 +210,6 @@ def _patched_head_passes(
             for slot, value in enumerate((z[0], z[1], scores[2])):
                 parts[layer][slot].append(value)
     return {layer: tuple(torch.cat(p) for p in parts[layer]) for layer in layers}
-
-
-def _set_copy_hook(copy: int, copies: int, value: torch.Tensor):
-    """A hook writing ``value`` [m, ...] into copy ``copy`` of ``copies`` stacked copies."""
-
-    def hook(act: torch.Tensor, hook: object) -> torch.Tensor:
-        out = act.clone()
-        out.view(copies, value.shape[0], *act.shape[1:])[copy] = value.to(act.dtype)
-        return out
-
-    return hook
 
 
 def _read_hook(store: dict[str, torch.Tensor], name: str, copies: int, reset: torch.Tensor | None):
