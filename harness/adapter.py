@@ -64,16 +64,21 @@ def boot_bridge(
     dtype: torch.dtype,
     trust_remote_code: bool = False,
     random_init: bool = False,
+    hf_model: Any = None,
+    tokenizer: Any = None,
 ):
-    """Boot a TransformerBridge from a hub name or a local HF folder (weights + tokenizer).
+    """Boot a TransformerBridge from a hub name or a local HF folder (weights + tokenizer),
+    frozen (no parameter requires grad) and in eval mode: the one way the harness boots one.
 
     ``random_init`` builds the architecture from its config with random weights (no weight
-    download), for benchmarks of full-size shapes.
+    download), for benchmarks of full-size shapes. ``hf_model`` (with its ``tokenizer``): an
+    already built transformers model to wrap instead of loading one.
     """
     from transformer_lens.model_bridge import TransformerBridge
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    _quiet_transformers()
+    quiet_transformers()
+    built = {} if hf_model is None else {"hf_model": hf_model, "tokenizer": tokenizer}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bridge = TransformerBridge.boot_transformers(
@@ -82,6 +87,7 @@ def boot_bridge(
             dtype=dtype,
             trust_remote_code=trust_remote_code,
             load_weights=not random_init,
+            **built,
         )
     if random_init:
         bridge = bridge.to(device=device, dtype=dtype)
@@ -91,7 +97,16 @@ def boot_bridge(
     return bridge
 
 
-def _quiet_transformers() -> None:
+def bridge_architectures() -> set[str]:
+    """The transformers ``*ForCausalLM`` class names TransformerBridge has an adapter for."""
+    from transformer_lens.factories.architecture_adapter_factory import (
+        ArchitectureAdapterFactory,
+    )
+
+    return set(ArchitectureAdapterFactory._adapters)  # noqa: SLF001 - TL's own registry
+
+
+def quiet_transformers() -> None:
     """No weight-loading progress bars or advisory warnings from transformers on stderr."""
     try:
         from transformers.utils import logging as hf_logging
@@ -153,17 +168,38 @@ class ModelAdapter:
     def dtype(self) -> torch.dtype:
         return next(self.bridge.parameters()).dtype
 
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes held by the model's parameters."""
+        return sum(p.numel() * p.element_size() for p in self.bridge.parameters())
+
     def hook_name(self, site: str, layer: int) -> str:
         name = site_hook_name(site, layer)
         if name not in self._hook_names:
             raise HarnessError(f"model {self.name!r} has no hook {name!r} for site {site!r}")
         return name
 
-    def hook_point(self, name: str) -> torch.nn.Module:
-        """The hook-point module of ``name`` (for libraries that hook modules, e.g. captum)."""
+    def attention_hook_name(self, layer: int, kind: str) -> str:
+        """Name of an attention hook (``kind``: q, k, v, z, attn_scores, pattern) of a layer:
+        hook_q and hook_z are [batch, pos, head, d_head], hook_k/hook_v [batch, pos, kv_head,
+        d_head], hook_attn_scores (after scale, mask and soft-capping) and hook_pattern
+        [batch, head, q_pos, k_pos]. A one-line HarnessError if the model lacks it."""
+        return self._checked(f"blocks.{layer}.attn.hook_{kind}")
+
+    def block_hook_names(self, layer: int) -> tuple[str, str]:
+        """Names of the residual stream entering and leaving block ``layer`` [batch, pos,
+        d_model] (``hook_resid_pre``, ``hook_resid_post``)."""
+        pre = self._checked(f"blocks.{layer}.hook_resid_pre")
+        return pre, self._checked(f"blocks.{layer}.hook_resid_post")
+
+    def _checked(self, name: str) -> str:
         if name not in self._hook_names:
             raise HarnessError(f"model {self.name!r} has no hook {name!r}")
-        return self.bridge.hook_dict[name]
+        return name
+
+    def hook_point(self, name: str) -> torch.nn.Module:
+        """The hook-point module of ``name`` (for libraries that hook modules, e.g. captum)."""
+        return self.bridge.hook_dict[self._checked(name)]
 
     def run(
         self,

@@ -99,13 +99,18 @@ def _available_ram() -> int:
 
 
 def chunk_plan(
-    ctx: AttributionContext, copies_total: int, bytes_per_row: int, name: str
+    ctx: AttributionContext,
+    copies_total: int,
+    bytes_per_row: int,
+    name: str,
+    together: bool = False,
 ) -> ChunkPlan:
     """How to pack ``copies_total`` copies of ``ctx``'s prompts into passes.
 
     Rows per pass: at most ``ctx.batch_size`` and at most ``ctx.memory_bytes // bytes_per_row``.
-    Whole prompt chunks are kept together (prompts first, then copies). Records the plan under
-    ``name`` in ``ctx.chunks``.
+    Whole prompt chunks are kept together (prompts first, then copies); with ``together`` every
+    pass holds all ``copies_total`` copies (a pass that needs them all) and the prompt chunk
+    shrinks to fit (at least one prompt). Records the plan under ``name`` in ``ctx.chunks``.
     """
     fit = ctx.memory_bytes // max(1, bytes_per_row)
     if fit < 1:
@@ -114,8 +119,12 @@ def chunk_plan(
             f"(about {bytes_per_row / GB:.3g} GiB); raise memory_gb"
         )
     rows = int(min(ctx.batch_size, fit))
-    prompt_rows = min(ctx.batch.n, rows)
-    copies = max(1, min(max(1, copies_total), rows // prompt_rows))
+    if together:
+        copies = max(1, copies_total)
+        prompt_rows = min(ctx.batch.n, max(1, rows // copies))
+    else:
+        prompt_rows = min(ctx.batch.n, rows)
+        copies = max(1, min(max(1, copies_total), rows // prompt_rows))
     plan = ChunkPlan(prompt_rows, copies)
     ctx.chunks[name] = {
         "prompt_rows": prompt_rows,

@@ -95,7 +95,7 @@ def patch_effects(
             hooks = [
                 (
                     name,
-                    _replace_hook(targets, source[name][rows][:, batch.p0 : batch.stop], batch.m),
+                    copy_patch_hook(targets, source[name][rows][:, batch.p0 : batch.stop], batch.m),
                 )
                 for name, targets in batch.targets(components).items()
             ]
@@ -132,7 +132,7 @@ def patch_effects_full(
         hooks = []
         for name, members in group_by_hook([components[i] for i in chunk]).items():
             targets = [(j, slice_index(components[chunk[j]])) for j in members]
-            hooks.append((name, _replace_hook(targets, source[name][rows], m)))
+            hooks.append((name, copy_patch_hook(targets, source[name][rows], m)))
         with torch.no_grad():
             logits = ctx.model.run(tokens, hooks, read_pos=ctx.batch.last[rows].repeat(copies))
         ctx.cost.forward(tokens.shape[0])
@@ -171,8 +171,9 @@ def pass_row_bytes(ctx: AttributionContext, kind: str, fast: bool = True) -> int
     )
 
 
-def _replace_hook(targets: list[tuple[int, tuple]], source: torch.Tensor, prompts: int):
-    """A hook writing ``source``'s slice into copy j for each (j, slice) target.
+def copy_patch_hook(targets: list[tuple[int, tuple]], source: torch.Tensor, prompts: int):
+    """A hook writing ``source``'s slice into copy j for each (j, slice) target (slice ``()``:
+    the whole activation); ``source`` is [prompts, ...].
 
     The activation holds copies of ``prompts`` prompts, copy-major: rows j*prompts..(j+1)*prompts-1
     are copy j (a fast-path batch may hold fewer copies at early layers than at late ones).

@@ -211,7 +211,7 @@ def run_one(
             list(cfg.reliability),
             cfg.flag,
             cfg.unreliable,
-            method.bound,
+            method.error_bound(),
         )
         diagnostics["diagnostics_wall_s"] = time.perf_counter() - start
         for name, column in columns.items():
@@ -402,15 +402,22 @@ def _num(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
-SEMANTIC_EXCLUDE = ("progress", "results_dir", "cache_dir", "logger", "resume")
-"""Top-level keys that do not change a job's results (left out of its config hash)."""
+SEMANTIC_EXCLUDE = ("progress", "results_dir", "cache_dir", "logger", "resume", "model.gated")
+"""Keys (dotted: nested) that do not change a job's results (left out of its config hash)."""
 
 
 def config_hash(container: dict[str, Any]) -> str:
     """Hash of the resolved config minus keys that cannot change the results."""
     from harness.storage import content_hash
 
-    return content_hash({k: v for k, v in container.items() if k not in SEMANTIC_EXCLUDE})[:16]
+    def kept(node: dict[str, Any], prefix: str) -> dict[str, Any]:
+        return {
+            k: kept(v, f"{prefix}{k}.") if isinstance(v, dict) else v
+            for k, v in node.items()
+            if f"{prefix}{k}" not in SEMANTIC_EXCLUDE
+        }
+
+    return content_hash(kept(container, ""))[:16]
 
 
 def job_inputs(container: dict[str, Any], cache_dir: Path | None) -> dict[str, Any]:

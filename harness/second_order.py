@@ -96,6 +96,32 @@ def path_derivatives(
     return first, curvature
 
 
+def path_derivatives_at(
+    ctx: AttributionContext,
+    components: Sequence[Component],
+    base: Activations,
+    source: Activations,
+    nodes: torch.Tensor,
+    second: bool = True,
+    desc: str = "path derivatives",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """f_c'(t_k) and (if ``second``) f_c''(t_k) at every node t_k of ``nodes`` [K] for every
+    component, float64 [K, len(components)]: every (node, component) pair in the same batched
+    passes of :func:`path_derivatives` (the quadratures of ig, integrated_hessians, ms_hvp)."""
+    count = len(components)
+    first, curvature = path_derivatives(
+        ctx,
+        list(components) * len(nodes),
+        base,
+        source,
+        nodes.repeat_interleave(count),
+        second,
+        desc,
+    )
+    shape = (len(nodes), count)
+    return first.view(shape), None if curvature is None else curvature.view(shape)
+
+
 def path_derivatives_full(
     ctx: AttributionContext,
     components: Sequence[Component],

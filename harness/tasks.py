@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib.resources
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -444,8 +444,3 @@ def _pad_mask(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
         mask[i, : len(r)] = True
     return ids, mask
-
-
-def iter_task_slugs() -> Iterator[str]:
-    """Every registered task slug."""
-    yield from TASKS.names()

@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from harness.config import POSITIVE_INT
 from harness.errors import HarnessError
 from harness.registry import unknown_choice
 from harness.tasks import DEFAULT_N
@@ -19,7 +20,7 @@ def count(n: int | None) -> int:
     """``n`` checked (None -> :data:`DEFAULT_N`)."""
     if n is None:
         return DEFAULT_N
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if not POSITIVE_INT.accepts(n):
         raise HarnessError(f"number of prompt pairs must be a positive integer, got {n!r}")
     return n
 

@@ -23,7 +23,7 @@ class AttributionPatching(Method):
     """First-order attribution patching."""
 
     options = {}
-    bound = "atp"
+    bound = "atp"  # the estimate is f'(0)
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         return CostEstimate(2 * FORWARD + BACKWARD, "2 forwards and 1 backward")

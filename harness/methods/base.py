@@ -44,8 +44,10 @@ class Method(ABC):
     """The accepted range of each numeric option (checked before :meth:`validate`; None passes
     where the default is None)."""
     bound: ClassVar[str | None] = None
-    """Which error bound of :mod:`harness.diagnostics` brackets this method's estimate
-    (``"atp"``, ``"hvp"`` or None)."""
+    """Which error bound of :mod:`harness.diagnostics` brackets this method's estimate:
+    ``"atp"`` (the estimate is f'(0)), ``"hvp"`` (f'(0) + f''(0) / 2) or None (neither). Every
+    method declares it in its own class body; :meth:`error_bound` refines it by option.
+    tests/methods/test_contract.py checks both against each method's estimates."""
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.options))
@@ -59,6 +61,11 @@ class Method(ABC):
             if self.config[key] is not None or self.options.get(key) is not None:
                 rng.check(f"method.{key}", self.config[key])
         self.validate()
+
+    def error_bound(self) -> str | None:
+        """The bound that brackets the estimate under this instance's options (default:
+        :attr:`bound`); the diagnostics report its ``bound_coverage`` and ``bound_width``."""
+        return self.bound
 
     def validate(self) -> None:  # noqa: B027 - optional override
         """Check option values; raise HarnessError with a one-line message."""

@@ -45,6 +45,10 @@ class HessianVectorProduct(Method):
     """AtP with the per-component (``exact``) or per-site (``shared``) second-order term."""
 
     options = {"mode": "exact"}
+    bound = "hvp"  # mode exact: the estimate is f'(0) + f''(0) / 2, the HVP interval's centre
+
+    def error_bound(self) -> str | None:
+        return "hvp" if self.config["mode"] == "exact" else None  # shared adds cross terms
 
     def validate(self) -> None:
         mode = self.config["mode"]

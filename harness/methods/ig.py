@@ -50,7 +50,7 @@ from harness.methods.base import Method, MethodOutput
 from harness.methods.ms_hvp import check_steps
 from harness.patching import Activations, collect_activations, pass_row_bytes, site_names
 from harness.registry import unknown_choice
-from harness.second_order import path_derivatives
+from harness.second_order import path_derivatives_at
 from harness.task_metric import per_prompt_metric
 
 PATHS = ("component", "joint")
@@ -60,6 +60,7 @@ class IntegratedGradients(Method):
     """Integrated Gradients over each component's own path or a site's joint path."""
 
     options = {"path": "component", "steps": 32, "integration": "gausslegendre"}
+    bound = None  # a quadrature of f' over the path: neither f'(0) nor the HVP estimate
 
     def validate(self) -> None:
         slug = self.slug or "ig"
@@ -86,7 +87,7 @@ class IntegratedGradients(Method):
         return self._joint(ctx)
 
     def _component(self, ctx: AttributionContext) -> torch.Tensor:
-        steps, count = self.config["steps"], len(ctx.components)
+        steps = self.config["steps"]
         weights_fn, alphas_fn = approximation_parameters(self.config["integration"])
         weights = torch.tensor(weights_fn(steps), dtype=torch.float64)
         # captum's alpha runs from the baseline (source) to the input (base): t = 1 - alpha.
@@ -94,16 +95,10 @@ class IntegratedGradients(Method):
         names = site_names(ctx.components)
         _, base = collect_activations(ctx, ctx.base_tokens, names)
         _, source = collect_activations(ctx, ctx.source_tokens, names)
-        grads, _ = path_derivatives(
-            ctx,
-            list(ctx.components) * steps,
-            base,
-            source,
-            t=t.repeat_interleave(count),
-            second=False,
-            desc="integrated gradients",
+        grads, _ = path_derivatives_at(
+            ctx, ctx.components, base, source, t, second=False, desc="integrated gradients"
         )
-        return (weights[:, None] * grads.view(steps, count)).sum(dim=0)
+        return (weights[:, None] * grads).sum(dim=0)
 
     def _joint(self, ctx: AttributionContext) -> MethodOutput:
         n = ctx.batch.n

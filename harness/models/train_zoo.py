@@ -73,32 +73,26 @@ def model_config(slug: str, vocab_size: int, bos: int, eos: int, pad: int) -> An
             n_inner=4 * d, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
             tie_word_embeddings=False, **ids,
         )  # fmt: skip
+    # the families named as transformers names them (every one but GPT-2)
+    common = dict(
+        vocab_size=vocab_size, max_position_embeddings=N_CTX, hidden_size=d,
+        num_hidden_layers=layers, num_attention_heads=heads, **ids,
+    )  # fmt: skip
+    gqa = dict(num_key_value_heads=2, intermediate_size=2 * d)  # grouped-query attention
     if slug == "toy-pythia":
         return tf.GPTNeoXConfig(
-            vocab_size=vocab_size, max_position_embeddings=N_CTX, hidden_size=d,
-            num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=4 * d,
-            rotary_pct=0.25, use_parallel_residual=True, tie_word_embeddings=False,
-            hidden_dropout=0.0, attention_dropout=0.0, **ids,
+            intermediate_size=4 * d, rotary_pct=0.25, use_parallel_residual=True,
+            tie_word_embeddings=False, hidden_dropout=0.0, attention_dropout=0.0, **common,
         )  # fmt: skip
     if slug == "toy-llama":
-        return tf.LlamaConfig(
-            vocab_size=vocab_size, max_position_embeddings=N_CTX, hidden_size=d,
-            num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=2,
-            intermediate_size=2 * d, tie_word_embeddings=False, **ids,
-        )  # fmt: skip
+        return tf.LlamaConfig(tie_word_embeddings=False, **gqa, **common)
     if slug == "toy-gemma2":
         return tf.Gemma2Config(
-            vocab_size=vocab_size, max_position_embeddings=N_CTX, hidden_size=d,
-            num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=2,
-            head_dim=d // heads, intermediate_size=2 * d, query_pre_attn_scalar=d // heads,
-            sliding_window=N_CTX, tie_word_embeddings=True, **ids,
+            head_dim=d // heads, query_pre_attn_scalar=d // heads, sliding_window=N_CTX,
+            tie_word_embeddings=True, **gqa, **common,
         )  # fmt: skip
     if slug == "toy-qwen2":
-        return tf.Qwen2Config(
-            vocab_size=vocab_size, max_position_embeddings=N_CTX, hidden_size=d,
-            num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=2,
-            intermediate_size=2 * d, tie_word_embeddings=True, **ids,
-        )  # fmt: skip
+        return tf.Qwen2Config(tie_word_embeddings=True, **gqa, **common)
     raise ValueError(f"unknown zoo model {slug!r}; accepted: {', '.join(SLUGS)}")
 
 

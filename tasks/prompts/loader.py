@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness.config import POSITIVE_INT
 from harness.errors import HarnessError
 from harness.tasks import Task
 from harness.types import PromptPair
@@ -101,7 +102,7 @@ class PromptsTask(Task):
         pairs = read_pairs(self.path)
         if n is None:
             return pairs
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if not POSITIVE_INT.accepts(n):
             raise HarnessError(f"number of prompt pairs must be a positive integer, got {n!r}")
         if n > len(pairs):
             raise HarnessError(
