@@ -15,7 +15,7 @@ from harness.errors import HarnessError
 from harness.methods.actpatch import ActivationPatching
 from harness.patching import collect_activations, patch_effects, site_names
 from harness.run import memory_bytes as memory_gb_in_bytes
-from harness.second_order import path_derivatives, path_derivatives_full
+from harness.second_order import path_derivatives
 from tests.helpers import make_context, random_batch
 
 SITES = ("head", "attn_out", "mlp_out", "resid_pre")
@@ -67,7 +67,7 @@ def test_failed_check_falls_back_to_the_reference(tiny_gpt2, monkeypatch, caplog
     batch = random_batch(3, 6, seed=7)
     ctx, _ = make_context(tiny_gpt2, batch, sites=("head", "mlp_out"), positions="each")
     base_metric, base, source = _tensors(ctx)
-    expected = path_derivatives_full(ctx, ctx.components, base, source, t=0.5)
+    expected = path_derivatives(ctx, ctx.components, base, source, t=0.5, fast=False)
     truth = patch_effects(ctx, ctx.components, source, base_metric)
 
     def broken(self, *args, **kwargs):
