@@ -6,7 +6,10 @@ patched effect is AtP (the chain rule); with nothing linearized it is activation
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -131,3 +134,36 @@ def test_a_block_the_harness_cannot_intercept_is_one_line():
     message = str(err.value)
     assert "\n" not in message
     assert "attention" in message and "blocks.1.attn.hook_attn_scores" in message
+
+
+def test_a_run_with_decomposition_writes_columns_and_reuses_its_cache(tmp_path, capsys):
+    from tests.test_cli import run_cli
+
+    args = [
+        "model=toy-gpt2",
+        "n_prompts=2",
+        "components.sites=[mlp_out]",
+        "diagnostics=false",
+        "circuits=false",
+        "truth.bootstrap=0",
+        "dtype=float64",
+        f"results_dir={tmp_path}",
+    ]
+    code, _, err = run_cli([*args, "decomposition=true"], capsys)
+    assert code == 0, err
+    (folder,) = (tmp_path / "runs").glob("*/*")
+    frame = pd.read_parquet(folder / "estimates.parquet")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["decomposition_cached"] is False
+    np.testing.assert_allclose(frame["decomp_lin_all"], frame["decomp_atp"], atol=1e-6)
+    last = frame["component"] == "mlp_out.L3"  # only the readout is downstream of it
+    np.testing.assert_allclose(frame.loc[last, "decomp_lin_readout"], frame.loc[last, "decomp_atp"])
+    assert summary["decomp_error_share_all"] == pytest.approx(1.0, abs=1e-6)
+
+    code, _, err = run_cli([*args, "decomposition=true", "resume=false"], capsys)
+    assert code == 0, err
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/*/summary.json")]
+    assert sorted(s["decomposition_cached"] for s in summaries) == [False, True]
+
+    code, _, err = run_cli([*args, "decomposition=true", "max_fwd_equiv=10"], capsys)
+    assert code == 2 and "error decomposition of 4 components" in err and "\n" not in err.strip()
