@@ -136,6 +136,7 @@ def test_a_block_the_harness_cannot_intercept_is_one_line():
     assert "attention" in message and "blocks.1.attn.hook_attn_scores" in message
 
 
+@pytest.mark.slow  # three CLI runs: about 20 s alone, 40 s on the shared machine
 def test_a_run_with_decomposition_writes_columns_and_reuses_its_cache(tmp_path, capsys):
     from tests.test_cli import run_cli
 
