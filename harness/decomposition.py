@@ -82,20 +82,18 @@ KINDS = (*BLOCK_KINDS, "readout")
 VERSION = 1
 """Bumped when the decomposition's definition changes (part of the cache key)."""
 
-Variant = frozenset
+Variant = frozenset[tuple[int, str]]
 """The parts linearized in one patched copy: a frozenset of (layer, kind); the readout is
 (n_layers, "readout")."""
 
 
-def component_parts(
-    component: Component, n_layers: int, gated: bool
-) -> list[tuple[str, frozenset]]:
+def component_parts(component: Component, n_layers: int, gated: bool) -> list[tuple[str, Variant]]:
     """(part name, variant) of every part reported for ``component`` (module docstring)."""
     layer = component.layer
     kinds = [k for k in BLOCK_KINDS if gated or k != "gate"]
     readout = frozenset({(n_layers, "readout")})
 
-    def block(j: int) -> frozenset:
+    def block(j: int) -> Variant:
         return frozenset((j, k) for k in kinds)
 
     later = frozenset().union(*(block(j) for j in range(layer + 1, n_layers)))
@@ -113,7 +111,7 @@ def component_parts(
 def linearized_effects(
     ctx: AttributionContext,
     components: Sequence[Component],
-    variants: Sequence[frozenset],
+    variants: Sequence[Variant],
     source: Mapping[str, torch.Tensor] | None = None,
     desc: str = "error decomposition",
 ) -> torch.Tensor:
