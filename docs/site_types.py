@@ -60,6 +60,11 @@ def _n_layers(summary: dict, frame: pd.DataFrame) -> int:
     return max(len(keys) + 1, int(frame["layer"].max()) + 1)
 
 
+def _spearman(group: pd.DataFrame) -> float:
+    """Spearman correlation of AtP's absolute error with the activation change's norm."""
+    return group["atp_error"].corr(group["reliability_delta_norm"], method="spearman")
+
+
 def _rel(errors: pd.Series, truth: pd.Series) -> float:
     scale = truth.abs().mean()
     return float(errors.mean() / scale) if scale > 0 else float("nan")
@@ -81,9 +86,7 @@ def site_table(jobs: pd.DataFrame, comps: pd.DataFrame) -> pd.DataFrame:
                 "HVP rel": _rel(group["hvp_error"], group["truth"]),
                 "unreliable": group["unreliable"].astype(bool).mean(),
                 **{f"AUROC {s}": job.get(f"flag_auroc_{s}") for s in SCORES},
-                "spearman(err, delta norm)": group["atp_error"].corr(
-                    group["reliability_delta_norm"], method="spearman"
-                ),
+                "spearman(err, delta norm)": _spearman(group),
             }
         )
     frame = pd.DataFrame(out)
@@ -213,6 +216,13 @@ def main(root: Path) -> None:
         "## By site type (every position; sampled components)",
         "",
         markdown(sites),
+        "",
+        "Pooled over site types, Spearman correlation of |AtP - truth| with ||delta||: "
+        + ", ".join(
+            f"{model} {_spearman(group):.3f} (n = {len(group)})"
+            for model, group in comps.groupby("model")
+        )
+        + ".",
         "",
         "## By depth (blocks downstream of the component's own)",
         "",
