@@ -131,14 +131,15 @@ def _save(fig: Figure, path: Path) -> None:
 def figures(sites: pd.DataFrame, depth: pd.DataFrame, shares: pd.DataFrame, comps, out: Path):
     out.mkdir(parents=True, exist_ok=True)
     models = list(dict.fromkeys(sites["model"]))
-    x = np.arange(len(SITES))
+    present = [site for site in SITES if site in set(sites["site"])]
+    x = np.arange(len(present))
     fig = Figure(figsize=(4.2 * len(models), 7.5))
     for col, model in enumerate(models):
-        table = sites[sites["model"] == model].set_index("site").reindex(SITES)
+        table = sites[sites["model"] == model].set_index("site").reindex(present)
         ax = fig.add_subplot(2, len(models), col + 1)
         ax.bar(x - 0.2, table["AtP rel"], 0.4, label="AtP")
         ax.bar(x + 0.2, table["HVP rel"], 0.4, label="AtP + HVP")
-        ax.set_xticks(x, SITES, rotation=30)
+        ax.set_xticks(x, present, rotation=30)
         ax.set_title(f"{model}: relative error")
         ax.legend()
         ax = fig.add_subplot(2, len(models), len(models) + col + 1)
@@ -146,7 +147,7 @@ def figures(sites: pd.DataFrame, depth: pd.DataFrame, shares: pd.DataFrame, comp
             ax.bar(x + (i - 1) * 0.27, table[f"AUROC {score}"], 0.27, label=score)
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_ylim(0, 1)
-        ax.set_xticks(x, SITES, rotation=30)
+        ax.set_xticks(x, present, rotation=30)
         ax.set_title(f"{model}: AUROC at flagging unreliable AtP")
         ax.legend(fontsize=7)
     _save(fig, out / "site_types.png")
@@ -188,7 +189,7 @@ def figures(sites: pd.DataFrame, depth: pd.DataFrame, shares: pd.DataFrame, comp
 
     fig = Figure(figsize=(4.2 * len(models), 7.0))
     for col, model in enumerate(models):
-        table = shares[shares["model"] == model].set_index("site").reindex(SITES)
+        table = shares[shares["model"] == model].set_index("site").reindex(present)
         for row, parts in enumerate([PARTS, [k for k in KINDS if k in table]]):
             ax = fig.add_subplot(2, len(models), row * len(models) + col + 1)
             width = 0.8 / len(parts)
@@ -196,7 +197,7 @@ def figures(sites: pd.DataFrame, depth: pd.DataFrame, shares: pd.DataFrame, comp
                 ax.bar(x + (i - (len(parts) - 1) / 2) * width, table[part], width, label=part)
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
             ax.axhline(0.0, color="black", lw=0.5)
-            ax.set_xticks(x, SITES, rotation=30)
+            ax.set_xticks(x, present, rotation=30)
             what = "location" if row == 0 else "kind"
             ax.set_title(f"{model}: share of AtP's error, by {what}")
             ax.legend(fontsize=7, ncol=2)
