@@ -168,3 +168,18 @@ def test_a_run_with_decomposition_writes_columns_and_reuses_its_cache(tmp_path, 
 
     code, _, err = run_cli([*args, "decomposition=true", "max_fwd_equiv=10"], capsys)
     assert code == 2 and "error decomposition of 4 components" in err and "\n" not in err.strip()
+
+
+@pytest.mark.parametrize("experiment", ["site_types", "decomposition_zoo", "depth_series"])
+def test_the_issue_14_experiments_compose_with_the_decomposition_on(experiment):
+    from hydra import compose, initialize_config_module
+
+    from harness.config import register_schemas
+    from harness.config_files import group_options
+
+    register_schemas()
+    with initialize_config_module(config_module="harness.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    assert cfg.decomposition is True
+    models = str((cfg.hydra.sweeper.params or {}).get("model", "toy-gpt2")).split(",")
+    assert set(models) <= set(group_options("model"))
