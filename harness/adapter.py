@@ -402,6 +402,130 @@ class ModelAdapter:
 
 
 @dataclass
+class AttentionOps:
+    """Hook names and constants of one attention layer, for :mod:`harness.decomposition`.
+
+    Hook layouts: ``q``/``k``/``v``/``z`` [batch, pos, heads, d_head] (``k``/``v`` with the KV
+    heads), ``scores``/``pattern`` [batch, heads, q_pos, k_pos] (``scores`` after the softcap
+    and the mask, before the softmax). ``rot_q``/``rot_k``: queries and keys after rotary
+    embeddings, where the bridge hooks them; otherwise ``rotary(q, k, cos, sin)`` (layout
+    [batch, heads, pos, d_head], cos/sin from the hooks ``cos``/``sin``) applies them.
+    ``softcap``: Gemma-2's attention logit softcapping c (scores = c tanh(raw / c)), or None.
+    """
+
+    q: str
+    k: str
+    v: str
+    scores: str
+    pattern: str
+    z: str
+    rot_q: str | None
+    rot_k: str | None
+    cos: str | None
+    sin: str | None
+    rotary: Callable | None
+    softcap: float | None
+    kind: str
+
+
+@dataclass
+class MLPOps:
+    """Hook names of one MLP: ``pre`` the activation's input (the gate in gated MLPs),
+    ``up`` the linear branch of a gated MLP (None otherwise), ``post`` the down projection's
+    input (act(pre), or act(pre) * up); ``act`` the elementwise activation function."""
+
+    pre: str
+    up: str | None
+    post: str
+    act: Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class BlockOps:
+    """The non-linear operations of one block as the harness can intercept them:
+    ``norms`` {hook prefix (``blocks.{l}.ln1``): the norm's own function of its input}."""
+
+    attention: AttentionOps | None
+    norms: dict[str, Callable[[torch.Tensor], torch.Tensor]]
+    mlp: MLPOps | None
+
+
+READOUT_HOOK = "ln_final.hook_in"
+"""The final residual stream as the readout (final norm, unembedding, metric) reads it."""
+
+
+def block_ops(adapter: ModelAdapter, layer: int) -> BlockOps:
+    """:class:`BlockOps` of block ``layer``; a one-line :class:`HarnessError` naming what the
+    harness cannot intercept (an attention without score/pattern hooks, an MLP without an
+    activation function it can find, ...)."""
+    from transformer_lens.model_bridge.generalized_components.normalization import (
+        NormalizationBridge,
+    )
+
+    block = adapter._blocks()[layer]
+    names = adapter._hook_names
+    prefix = f"blocks.{layer}"
+
+    def need(name: str, what: str) -> str:
+        if name not in names:
+            raise HarnessError(f"model {adapter.name!r}: {what} has no hook {name!r}")
+        return name
+
+    def have(name: str) -> str | None:
+        return name if name in names else None
+
+    norms = {}
+    for child_name, child in block.named_children():
+        if isinstance(child, NormalizationBridge) and f"{prefix}.{child_name}.hook_in" in names:
+            function = child.original_component
+            if function is None:
+                raise HarnessError(f"model {adapter.name!r}: norm {prefix}.{child_name} is empty")
+            norms[f"{prefix}.{child_name}"] = function
+    attention = None
+    attn = getattr(block, "attn", None)
+    if attn is not None:
+        what = f"attention {type(attn).__name__} of block {layer}"
+        hf_attn = getattr(attn, "original_component", None)
+        attention = AttentionOps(
+            q=need(f"{prefix}.attn.hook_q", what),
+            k=need(f"{prefix}.attn.hook_k", what),
+            v=need(f"{prefix}.attn.hook_v", what),
+            scores=need(f"{prefix}.attn.hook_attn_scores", what),
+            pattern=need(f"{prefix}.attn.hook_pattern", what),
+            z=need(f"{prefix}.attn.hook_z", what),
+            rot_q=have(f"{prefix}.attn.hook_rot_q"),
+            rot_k=have(f"{prefix}.attn.hook_rot_k"),
+            cos=have(f"{prefix}.attn.hook_cos"),
+            sin=have(f"{prefix}.attn.hook_sin"),
+            rotary=getattr(attn, "_apply_rotary_pos_emb", None),
+            softcap=getattr(hf_attn, "attn_logit_softcapping", None),
+            kind=type(attn).__name__,
+        )
+    mlp = None
+    mlp_module = getattr(block, "mlp", None)
+    if mlp_module is not None and adapter.shape.d_mlp > 0:
+        what = f"MLP {type(mlp_module).__name__} of block {layer}"
+        original = getattr(mlp_module, "original_component", None)
+        act = next(
+            (
+                getattr(original, attr)
+                for attr in ("act_fn", "act", "activation_fn")
+                if callable(getattr(original, attr, None))
+            ),
+            None,
+        )
+        if act is None:
+            raise HarnessError(f"model {adapter.name!r}: {what} has no activation function")
+        mlp = MLPOps(
+            pre=need(f"{prefix}.mlp.hook_pre", what),
+            up=have(f"{prefix}.mlp.hook_pre_linear"),
+            post=need(f"{prefix}.mlp.hook_post", what),
+            act=act,
+        )
+    return BlockOps(attention=attention, norms=norms, mlp=mlp)
+
+
+@dataclass
 class BlockInputs:
     """An unpatched run of m prompts as its blocks saw it (see :meth:`ModelAdapter.block_inputs`).
 

@@ -154,6 +154,7 @@ class RunConfig:
     topk: int = bounded(10, POSITIVE_INT)
     diagnostics: bool = True
     circuits: bool = True
+    decomposition: bool = False  # where AtP's error comes from (harness/decomposition.py)
     reliability: list[str] = field(default_factory=list)
     flag: FlagConfig = field(default_factory=FlagConfig)
     unreliable: UnreliableConfig = field(default_factory=UnreliableConfig)

@@ -216,6 +216,13 @@ def run_one(
         diagnostics["diagnostics_wall_s"] = time.perf_counter() - start
         for name, column in columns.items():
             frame[name] = on_all_components(column, scored)
+    if cfg.decomposition:  # where AtP's error comes from (harness/decomposition.py)
+        from harness.decomposition import run_decomposition
+
+        columns, extra = run_decomposition(cfg, truth_ctx, truth.key, truth_index, truth_np[scored])
+        diagnostics.update(extra)
+        for name, column in columns.items():
+            frame[name] = on_all_components(column, scored)
     for name, column in output.columns.items():
         frame[name] = column.detach().cpu().numpy()
     curve = None
