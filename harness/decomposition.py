@@ -66,9 +66,9 @@ from harness.errors import HarnessError
 from harness.patching import (
     FastPathUnavailable,
     _agree,
-    _replace_hook,
     collect_activations,
     copy_batches,
+    copy_patch_hook,
     pass_row_bytes,
     site_names,
 )
@@ -156,7 +156,7 @@ def linearized_effects(
             hooks += [
                 (
                     name,
-                    _replace_hook(targets, source[name][rows][:, batch.p0 : batch.stop], batch.m),
+                    copy_patch_hook(targets, source[name][rows][:, batch.p0 : batch.stop], batch.m),
                 )
                 for name, targets in batch.targets(components).items()
             ]
