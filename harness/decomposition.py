@@ -162,7 +162,7 @@ def linearized_effects(
             ]
             with torch.no_grad():
                 logits = batch.run(ctx, hooks)
-                values = per_prompt_metric(logits, batch.sub, ctx.metric, batch.copies)
+                values = per_prompt_metric(logits, batch.read, ctx.metric, batch.copies)
                 if readout is not None:
                     x = store[READOUT_HOOK]
                     rows_n = x.shape[0]

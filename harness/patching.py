@@ -103,7 +103,7 @@ def patch_effects(
             ]
             with torch.no_grad():
                 logits = batch.run(ctx, hooks)
-            patched = per_prompt_metric(logits, batch.sub, ctx.metric, batch.copies)
+            patched = per_prompt_metric(logits, batch.read, ctx.metric, batch.copies)
             diff = patched.view(batch.copies, batch.m).double() - base_metric[rows].double()
             diff = diff.masked_fill(~batch.live, 0.0)
             effects[batch.index(effects.device)] += diff.sum(dim=1).to(effects.device)
@@ -175,9 +175,10 @@ class CopyBatch:
 
     Copy j moves component ``chunk[j]`` (chunk ordered by layer: copies enter the batch at
     their own component's layer); positions ``p0``..``stop - 1`` run, earlier ones are read from
-    the recorded keys/values. ``sub``: the prompt chunk, its answers re-indexed into
-    ``columns``, the vocabulary ids whose logits a pass computes (None: all; see
-    :func:`harness.task_metric.metric_columns`); ``live`` [copies, m]: False where the
+    the recorded keys/values. ``sub``: the prompt chunk. ``columns``: the vocabulary ids whose
+    logits :meth:`run` computes (None: all), and ``read``: ``sub`` with its answers re-indexed
+    into them (:func:`harness.task_metric.metric_columns`), the batch to score :meth:`run`'s
+    logits with (``sub`` for logits over the vocabulary); ``live`` [copies, m]: False where the
     component's position lies after the prompt's last real token (no effect: the caller zeroes
     those entries). ``inputs`` None: a pass of the reference engine, the model's whole forward
     on ``copies`` copies of the prompts ``rows`` (every layer and position, the vocabulary).
@@ -192,6 +193,11 @@ class CopyBatch:
     live: torch.Tensor
     layers: list[int]
     columns: torch.Tensor | None = None
+    read: PromptBatch | None = None
+
+    def __post_init__(self) -> None:
+        if self.read is None:
+            self.read = self.sub
 
     @property
     def copies(self) -> int:
@@ -263,7 +269,8 @@ def copy_batches(
     with tqdm(total=total, desc=desc, disable=not ctx.progress, leave=False) as bar:
         for index, rows in enumerate(prompt_chunks):
             inputs, windows = _prefix(ctx, rows, windows, check=index == 0)
-            columns, sub = metric_columns(ctx.batch.select(rows), ctx.metric)
+            sub = ctx.batch.select(rows)
+            columns, read = metric_columns(sub, ctx.metric)
             last = sub.last
             stop = int(last.max()) + 1
             for start in range(0, len(order), plan.copies):
@@ -275,7 +282,8 @@ def copy_batches(
                 chunk = sorted(chunk, key=lambda i: components[i].layer)
                 live = _live(components, chunk, last)
                 layers = [components[i].layer for i in chunk]
-                yield rows, CopyBatch(chunk, p0, stop, rows, sub, inputs, live, layers, columns)
+                batch = CopyBatch(chunk, p0, stop, rows, sub, inputs, live, layers, columns, read)
+                yield rows, batch
 
 
 def full_copy_batches(

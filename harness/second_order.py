@@ -85,7 +85,7 @@ def path_derivatives(
             def total(t_var, directions=directions, batch=batch, live=live):
                 hooks = [(name, _move_hook(d, t_var)) for name, d in directions.items()]
                 logits = batch.run(ctx, hooks)
-                values = per_prompt_metric(logits, batch.sub, ctx.metric, batch.copies)
+                values = per_prompt_metric(logits, batch.read, ctx.metric, batch.copies)
                 return (values.view(batch.copies, batch.m) * live).sum() / ctx.batch.n
 
             grad, hess = _derivatives(ctx, total, t_var, second)
