@@ -4,7 +4,8 @@ replaces, on the same model, prompts and components, in one process.
 - harness: ``harness.ground_truth.compute_ground_truth`` (source and base runs, then
   ``patch_effects``: many patched copies per pass, only the layers and positions a patch can
   change);
-- harness-full: ``patch_effects_full`` (the same batching, every pass runs the whole model);
+- harness-full: ``patch_effects(..., fast=False)`` (the same batching, every pass runs the
+  whole model);
 - TL loop: ``transformer_lens.patching.get_act_patch_attn_head_out_all_pos`` /
   ``get_act_patch_resid_pre`` on the TransformerBridge (one forward per component);
 - naive: one forward per component with ``run_with_hooks`` and a slice-replacing hook.
@@ -113,13 +114,13 @@ def naive_loop(ctx, subset: list[int]) -> tuple[torch.Tensor, float, float]:
 
 def harness_engine(ctx, full: bool = False) -> torch.Tensor:
     from harness.ground_truth import compute_ground_truth
-    from harness.patching import collect_activations, patch_effects_full, site_names
+    from harness.patching import collect_activations, patch_effects, site_names
 
     if not full:
         return compute_ground_truth(ctx)[0].cpu()
     base, _ = collect_activations(ctx, ctx.base_tokens, [])
     _, source = collect_activations(ctx, ctx.source_tokens, site_names(ctx.components))
-    return patch_effects_full(ctx, ctx.components, source, base).cpu()
+    return patch_effects(ctx, ctx.components, source, base, fast=False).cpu()
 
 
 def layer_position_cost(ctx, repeats: int) -> float:

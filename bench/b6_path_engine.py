@@ -3,8 +3,8 @@
 On the same model, prompts and components: the ground truth (``patch_effects``), the
 diagnostics' path derivatives (f' and f'' at t = 0 and t = 1, one call of ``path_derivatives``),
 the ``hvp`` method's (f' and f'' at t = 0), and the same derivatives with the full-forward
-reference engine (``path_derivatives_full``: every copy runs every layer and position). Prints
-seconds, ratios to the ground truth and the agreement of the two engines.
+reference engine (``path_derivatives(..., fast=False)``: every copy runs every layer and
+position). Prints seconds, ratios to the ground truth and the agreement of the two engines.
 
     python bench/b6_path_engine.py                                  # GPT-2-small shape
     python bench/b6_path_engine.py --layers 4 --d-model 256 --skip-full
@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from harness.patching import collect_activations, patch_effects, site_names
-    from harness.second_order import path_derivatives, path_derivatives_full
+    from harness.second_order import path_derivatives
 
     loaded, batch = setup_benchmark(args, "logit_diff, noising")
     ctx = context(loaded, batch, args.sites.split(","), args.positions)
@@ -59,7 +59,9 @@ def main() -> None:
         ("hvp: f', f'' at t=0", hvp_s),
     ]
     if not args.skip_full:
-        full_s, full = timed(lambda: path_derivatives_full(ctx, both, base, source, t=ends), device)
+        full_s, full = timed(
+            lambda: path_derivatives(ctx, both, base, source, t=ends, fast=False), device
+        )
         rows.append(("diagnostics, full-forward engine", full_s))
         scale = max(float(full[1].abs().max()), 1e-30)
         diff = max(float((a - b).abs().max()) for a, b in zip(fast, full, strict=True))

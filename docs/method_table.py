@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"difference, noising, float32, CPU, {n_prompts} prompts). rho: Spearman against the")
     print("true effects; MAE in logit-difference units; fwd equiv: method wall time over one")
     print("clean forward of the same batch (mean over families; rows sorted by it). Method")
-    print("variants: `conf/method/` (`fast/`: fewer steps).\n")
+    print("variants: `conf/method/` (`*_fast`: fewer steps).\n")
     for task, title in TASKS.items():
         if (results.task == task).any():
             print(f"## {title} (`task={task}`)\n")

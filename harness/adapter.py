@@ -64,16 +64,21 @@ def boot_bridge(
     dtype: torch.dtype,
     trust_remote_code: bool = False,
     random_init: bool = False,
+    hf_model: Any = None,
+    tokenizer: Any = None,
 ):
-    """Boot a TransformerBridge from a hub name or a local HF folder (weights + tokenizer).
+    """Boot a TransformerBridge from a hub name or a local HF folder (weights + tokenizer),
+    frozen (no parameter requires grad) and in eval mode: the one way the harness boots one.
 
     ``random_init`` builds the architecture from its config with random weights (no weight
-    download), for benchmarks of full-size shapes.
+    download), for benchmarks of full-size shapes. ``hf_model`` (with its ``tokenizer``): an
+    already built transformers model to wrap instead of loading one.
     """
     from transformer_lens.model_bridge import TransformerBridge
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    _quiet_transformers()
+    quiet_transformers()
+    built = {} if hf_model is None else {"hf_model": hf_model, "tokenizer": tokenizer}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bridge = TransformerBridge.boot_transformers(
@@ -82,6 +87,7 @@ def boot_bridge(
             dtype=dtype,
             trust_remote_code=trust_remote_code,
             load_weights=not random_init,
+            **built,
         )
     if random_init:
         bridge = bridge.to(device=device, dtype=dtype)
@@ -91,7 +97,16 @@ def boot_bridge(
     return bridge
 
 
-def _quiet_transformers() -> None:
+def bridge_architectures() -> set[str]:
+    """The transformers ``*ForCausalLM`` class names TransformerBridge has an adapter for."""
+    from transformer_lens.factories.architecture_adapter_factory import (
+        ArchitectureAdapterFactory,
+    )
+
+    return set(ArchitectureAdapterFactory._adapters)  # noqa: SLF001 - TL's own registry
+
+
+def quiet_transformers() -> None:
     """No weight-loading progress bars or advisory warnings from transformers on stderr."""
     try:
         from transformers.utils import logging as hf_logging
@@ -153,17 +168,38 @@ class ModelAdapter:
     def dtype(self) -> torch.dtype:
         return next(self.bridge.parameters()).dtype
 
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes held by the model's parameters."""
+        return sum(p.numel() * p.element_size() for p in self.bridge.parameters())
+
     def hook_name(self, site: str, layer: int) -> str:
         name = site_hook_name(site, layer)
         if name not in self._hook_names:
             raise HarnessError(f"model {self.name!r} has no hook {name!r} for site {site!r}")
         return name
 
-    def hook_point(self, name: str) -> torch.nn.Module:
-        """The hook-point module of ``name`` (for libraries that hook modules, e.g. captum)."""
+    def attention_hook_name(self, layer: int, kind: str) -> str:
+        """Name of an attention hook (``kind``: q, k, v, z, attn_scores, pattern) of a layer:
+        hook_q and hook_z are [batch, pos, head, d_head], hook_k/hook_v [batch, pos, kv_head,
+        d_head], hook_attn_scores (after scale, mask and soft-capping) and hook_pattern
+        [batch, head, q_pos, k_pos]. A one-line HarnessError if the model lacks it."""
+        return self._checked(f"blocks.{layer}.attn.hook_{kind}")
+
+    def block_hook_names(self, layer: int) -> tuple[str, str]:
+        """Names of the residual stream entering and leaving block ``layer`` [batch, pos,
+        d_model] (``hook_resid_pre``, ``hook_resid_post``)."""
+        pre = self._checked(f"blocks.{layer}.hook_resid_pre")
+        return pre, self._checked(f"blocks.{layer}.hook_resid_post")
+
+    def _checked(self, name: str) -> str:
         if name not in self._hook_names:
             raise HarnessError(f"model {self.name!r} has no hook {name!r}")
-        return self.bridge.hook_dict[name]
+        return name
+
+    def hook_point(self, name: str) -> torch.nn.Module:
+        """The hook-point module of ``name`` (for libraries that hook modules, e.g. captum)."""
+        return self.bridge.hook_dict[self._checked(name)]
 
     def run(
         self,
@@ -185,9 +221,14 @@ class ModelAdapter:
         return self.bridge(tokens)
 
     def cache(
-        self, tokens: torch.Tensor, names: Iterable[str], hooks: Sequence[tuple[str, HookFn]] = ()
+        self,
+        tokens: torch.Tensor,
+        names: Iterable[str],
+        hooks: Sequence[tuple[str, HookFn]] = (),
+        read_pos: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits and the activations at ``names`` (after any hook on them) of one pass."""
+        """Logits (at ``read_pos`` only, as :meth:`run`) and the activations at ``names``
+        (after any hook on them) of one pass."""
         store: dict[str, torch.Tensor] = {}
 
         def keep(name: str) -> HookFn:
@@ -198,7 +239,7 @@ class ModelAdapter:
 
         all_hooks = list(hooks) + [(name, keep(name)) for name in names]
         with torch.no_grad():
-            logits = self.run(tokens, all_hooks)
+            logits = self.run(tokens, all_hooks, read_pos=read_pos)
         return logits, store
 
     # ---- the fast patching path: re-entering the block stack from a cached residual ----
@@ -260,6 +301,7 @@ class ModelAdapter:
         start_pos: int = 0,
         stop_pos: int | None = None,
         read_pos: torch.Tensor | None = None,
+        columns: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits of blocks ``layer``..L-1, the final norm and the unembedding, with ``hooks``.
 
@@ -270,7 +312,9 @@ class ModelAdapter:
         keys and values of earlier positions come from the unpatched run (``block_inputs``
         recorded with ``record_kv``), which is exact for causal attention when nothing before
         ``start_pos`` changed. ``read_pos`` [rows] (absolute positions) returns logits
-        [rows, 1, vocab] at one position per row; otherwise [rows, window, vocab].
+        [rows, 1, vocab] at one position per row; otherwise [rows, window, vocab]. ``columns``
+        [k] (vocabulary ids): only those logits are computed, [..., k] (the unembedding's rows
+        ``columns`` only; see :func:`harness.task_metric.metric_columns`).
         """
         stop = block_inputs.seq_len if stop_pos is None else stop_pos
         cache = None
@@ -281,7 +325,15 @@ class ModelAdapter:
         context = self.bridge.hooks(fwd_hooks=list(hooks)) if hooks else nullcontext()
         with context:
             return self._loop(
-                block_inputs, layer, resid, dict(enter or {}), start_pos, stop, read_pos, cache
+                block_inputs,
+                layer,
+                resid,
+                dict(enter or {}),
+                start_pos,
+                stop,
+                read_pos,
+                cache,
+                columns,
             )
 
     def _loop(
@@ -294,6 +346,7 @@ class ModelAdapter:
         stop: int,
         read_pos: torch.Tensor | None,
         cache: _KVCache | None,
+        columns: torch.Tensor | None = None,
         keep_resid: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         blocks = self._blocks()
@@ -312,12 +365,25 @@ class ModelAdapter:
         if read_pos is not None:
             rows = torch.arange(hidden.shape[0], device=hidden.device)
             hidden = hidden[rows, (read_pos - start).clamp(0, stop - start - 1)].unsqueeze(1)
-        return self._final(hidden)
+        return self._final(hidden, columns)
 
-    def _final(self, hidden: torch.Tensor) -> torch.Tensor:
+    def _final(self, hidden: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
         """Final norm, unembedding and what the HF top-level forward does after its lm head
-        (Gemma-2's ``final_logit_softcapping``)."""
-        logits = self.bridge.unembed(self.bridge.ln_final(hidden))
+        (Gemma-2's ``final_logit_softcapping``, elementwise). ``columns`` [k]: the logits of
+        those vocabulary ids only, [..., k]: a linear lm head multiplies by its ``columns`` rows
+        alone (k dot products a position instead of the vocabulary's)."""
+        normed = self.bridge.ln_final(hidden)
+        head = getattr(self.bridge.unembed, "original_component", None)
+        if columns is None:
+            logits = self.bridge.unembed(normed)
+        elif isinstance(head, torch.nn.Linear):
+            columns = columns.to(head.weight.device)
+            bias = getattr(head, "bias", None)
+            logits = torch.nn.functional.linear(
+                normed, head.weight[columns], None if bias is None else bias[columns]
+            )
+        else:
+            logits = self.bridge.unembed(normed)[..., columns.to(normed.device)]
         hf_config = getattr(getattr(self.bridge, "original_model", None), "config", None)
         softcap = getattr(hf_config, "final_logit_softcapping", None)
         if softcap:
@@ -333,6 +399,130 @@ class ModelAdapter:
         ):
             raise HarnessError(f"model {self.name!r} has no blocks/ln_final/unembed stack")
         return blocks
+
+
+@dataclass
+class AttentionOps:
+    """Hook names and constants of one attention layer, for :mod:`harness.decomposition`.
+
+    Hook layouts: ``q``/``k``/``v``/``z`` [batch, pos, heads, d_head] (``k``/``v`` with the KV
+    heads), ``scores``/``pattern`` [batch, heads, q_pos, k_pos] (``scores`` after the softcap
+    and the mask, before the softmax). ``rot_q``/``rot_k``: queries and keys after rotary
+    embeddings, where the bridge hooks them; otherwise ``rotary(q, k, cos, sin)`` (layout
+    [batch, heads, pos, d_head], cos/sin from the hooks ``cos``/``sin``) applies them.
+    ``softcap``: Gemma-2's attention logit softcapping c (scores = c tanh(raw / c)), or None.
+    """
+
+    q: str
+    k: str
+    v: str
+    scores: str
+    pattern: str
+    z: str
+    rot_q: str | None
+    rot_k: str | None
+    cos: str | None
+    sin: str | None
+    rotary: Callable | None
+    softcap: float | None
+    kind: str
+
+
+@dataclass
+class MLPOps:
+    """Hook names of one MLP: ``pre`` the activation's input (the gate in gated MLPs),
+    ``up`` the linear branch of a gated MLP (None otherwise), ``post`` the down projection's
+    input (act(pre), or act(pre) * up); ``act`` the elementwise activation function."""
+
+    pre: str
+    up: str | None
+    post: str
+    act: Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class BlockOps:
+    """The non-linear operations of one block as the harness can intercept them:
+    ``norms`` {hook prefix (``blocks.{l}.ln1``): the norm's own function of its input}."""
+
+    attention: AttentionOps | None
+    norms: dict[str, Callable[[torch.Tensor], torch.Tensor]]
+    mlp: MLPOps | None
+
+
+READOUT_HOOK = "ln_final.hook_in"
+"""The final residual stream as the readout (final norm, unembedding, metric) reads it."""
+
+
+def block_ops(adapter: ModelAdapter, layer: int) -> BlockOps:
+    """:class:`BlockOps` of block ``layer``; a one-line :class:`HarnessError` naming what the
+    harness cannot intercept (an attention without score/pattern hooks, an MLP without an
+    activation function it can find, ...)."""
+    from transformer_lens.model_bridge.generalized_components.normalization import (
+        NormalizationBridge,
+    )
+
+    block = adapter._blocks()[layer]
+    names = adapter._hook_names
+    prefix = f"blocks.{layer}"
+
+    def need(name: str, what: str) -> str:
+        if name not in names:
+            raise HarnessError(f"model {adapter.name!r}: {what} has no hook {name!r}")
+        return name
+
+    def have(name: str) -> str | None:
+        return name if name in names else None
+
+    norms = {}
+    for child_name, child in block.named_children():
+        if isinstance(child, NormalizationBridge) and f"{prefix}.{child_name}.hook_in" in names:
+            function = child.original_component
+            if function is None:
+                raise HarnessError(f"model {adapter.name!r}: norm {prefix}.{child_name} is empty")
+            norms[f"{prefix}.{child_name}"] = function
+    attention = None
+    attn = getattr(block, "attn", None)
+    if attn is not None:
+        what = f"attention {type(attn).__name__} of block {layer}"
+        hf_attn = getattr(attn, "original_component", None)
+        attention = AttentionOps(
+            q=need(f"{prefix}.attn.hook_q", what),
+            k=need(f"{prefix}.attn.hook_k", what),
+            v=need(f"{prefix}.attn.hook_v", what),
+            scores=need(f"{prefix}.attn.hook_attn_scores", what),
+            pattern=need(f"{prefix}.attn.hook_pattern", what),
+            z=need(f"{prefix}.attn.hook_z", what),
+            rot_q=have(f"{prefix}.attn.hook_rot_q"),
+            rot_k=have(f"{prefix}.attn.hook_rot_k"),
+            cos=have(f"{prefix}.attn.hook_cos"),
+            sin=have(f"{prefix}.attn.hook_sin"),
+            rotary=getattr(attn, "_apply_rotary_pos_emb", None),
+            softcap=getattr(hf_attn, "attn_logit_softcapping", None),
+            kind=type(attn).__name__,
+        )
+    mlp = None
+    mlp_module = getattr(block, "mlp", None)
+    if mlp_module is not None and adapter.shape.d_mlp > 0:
+        what = f"MLP {type(mlp_module).__name__} of block {layer}"
+        original = getattr(mlp_module, "original_component", None)
+        act = next(
+            (
+                getattr(original, attr)
+                for attr in ("act_fn", "act", "activation_fn")
+                if callable(getattr(original, attr, None))
+            ),
+            None,
+        )
+        if act is None:
+            raise HarnessError(f"model {adapter.name!r}: {what} has no activation function")
+        mlp = MLPOps(
+            pre=need(f"{prefix}.mlp.hook_pre", what),
+            up=have(f"{prefix}.mlp.hook_pre_linear"),
+            post=need(f"{prefix}.mlp.hook_post", what),
+            act=act,
+        )
+    return BlockOps(attention=attention, norms=norms, mlp=mlp)
 
 
 @dataclass

@@ -51,20 +51,22 @@ def row_bytes(
     kind: str = "forward",
     layers: int | None = None,
     logit_positions: int = 1,
+    logit_columns: int | None = None,
 ) -> int:
     """Estimated peak bytes one sequence row adds to a pass (an upper-end estimate).
 
     ``seq`` positions run through ``layers`` blocks (default all); logits are built at
-    ``logit_positions`` positions over the full vocabulary. Per block: the hidden-size tensors
-    (norms, q/k/v, head outputs, residuals; about 8 x d_model a position), the MLP's
-    (3 x d_mlp) and the attention scores and pattern (3 x n_heads x seq a position); the
-    recorded keys/values of the prefix (2 x d_model a position and block).
+    ``logit_positions`` positions over ``logit_columns`` vocabulary ids (default all). Per
+    block: the hidden-size tensors (norms, q/k/v, head outputs, residuals; about 8 x d_model a
+    position), the MLP's (3 x d_mlp) and the attention scores and pattern (3 x n_heads x seq
+    a position); the recorded keys/values of the prefix (2 x d_model a position and block).
     """
     if kind not in KINDS:
         raise ValueError(kind)
     layers = shape.n_layers if layers is None else layers
     per_block = seq * (8 * shape.d_model + 3 * shape.d_mlp) + 3 * shape.n_heads * seq * seq
-    logits = 3 * logit_positions * shape.d_vocab
+    columns = shape.d_vocab if logit_columns is None else logit_columns
+    logits = 3 * logit_positions * columns
     kv = 2 * layers * seq * shape.d_model
     live = 2 * per_block + _GRAPH_FACTOR[kind] * layers * per_block
     elements = live + logits + kv
@@ -97,13 +99,18 @@ def _available_ram() -> int:
 
 
 def chunk_plan(
-    ctx: AttributionContext, copies_total: int, bytes_per_row: int, name: str
+    ctx: AttributionContext,
+    copies_total: int,
+    bytes_per_row: int,
+    name: str,
+    together: bool = False,
 ) -> ChunkPlan:
     """How to pack ``copies_total`` copies of ``ctx``'s prompts into passes.
 
     Rows per pass: at most ``ctx.batch_size`` and at most ``ctx.memory_bytes // bytes_per_row``.
-    Whole prompt chunks are kept together (prompts first, then copies). Records the plan under
-    ``name`` in ``ctx.chunks``.
+    Whole prompt chunks are kept together (prompts first, then copies); with ``together`` every
+    pass holds all ``copies_total`` copies (a pass that needs them all) and the prompt chunk
+    shrinks to fit (at least one prompt). Records the plan under ``name`` in ``ctx.chunks``.
     """
     fit = ctx.memory_bytes // max(1, bytes_per_row)
     if fit < 1:
@@ -112,8 +119,12 @@ def chunk_plan(
             f"(about {bytes_per_row / GB:.3g} GiB); raise memory_gb"
         )
     rows = int(min(ctx.batch_size, fit))
-    prompt_rows = min(ctx.batch.n, rows)
-    copies = max(1, min(max(1, copies_total), rows // prompt_rows))
+    if together:
+        copies = max(1, copies_total)
+        prompt_rows = min(ctx.batch.n, max(1, rows // copies))
+    else:
+        prompt_rows = min(ctx.batch.n, rows)
+        copies = max(1, min(max(1, copies_total), rows // prompt_rows))
     plan = ChunkPlan(prompt_rows, copies)
     ctx.chunks[name] = {
         "prompt_rows": prompt_rows,

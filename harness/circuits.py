@@ -28,7 +28,13 @@ import torch
 from harness.budget import chunk_plan
 from harness.components import group_by_hook, slice_index
 from harness.context import AttributionContext
-from harness.patching import collect_activations, full_batches, pass_row_bytes, site_names
+from harness.patching import (
+    collect_activations,
+    copy_patch_hook,
+    full_batches,
+    pass_row_bytes,
+    site_names,
+)
 from harness.task_metric import per_prompt_metric
 from harness.types import Component
 
@@ -63,7 +69,7 @@ def patched_metric_of_sets(
             for name, idx in group_by_hook(members).items():
                 targets.setdefault(name, []).extend((j, slice_index(members[i])) for i in idx)
         hooks = [
-            (name, _set_hook(pairs, corrupt_acts[name][rows], copies))
+            (name, copy_patch_hook(pairs, corrupt_acts[name][rows], m))
             for name, pairs in targets.items()
         ]
         with torch.no_grad():
@@ -74,18 +80,6 @@ def patched_metric_of_sets(
         values = per_prompt_metric(logits, ctx.batch.select(rows), ctx.metric, copies)
         totals[chunk] += values.view(copies, m).double().sum(dim=1).cpu().numpy()
     return totals / n
-
-
-def _set_hook(pairs: list[tuple[int, tuple]], source: torch.Tensor, copies: int):
-    def hook(act: torch.Tensor, hook: object) -> torch.Tensor:
-        out = act.clone()
-        view = out.view(copies, source.shape[0], *out.shape[1:])
-        for copy, index in pairs:
-            full = (slice(None),) + index
-            view[copy][full] = source[full].to(out.dtype)
-        return out
-
-    return hook
 
 
 def circuit_recovery(

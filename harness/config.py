@@ -71,6 +71,7 @@ class Range:
 
 POSITIVE_INT = Range(lo=1, integer=True)
 FRACTION = Range(lo=0, hi=1)
+OPEN_FRACTION = Range(lo=0, hi=1, lo_open=True)
 
 
 def bounded(default: Any, rng: Range, optional: bool = False) -> Any:
@@ -111,6 +112,7 @@ class ModelConfig:
     random_init: bool = False  # hub models: the shipped architecture, random weights, offline
     arch_overrides: dict[str, Any] = field(default_factory=dict)  # config.json keys (random_init)
     revision: Optional[str] = None  # noqa: UP045
+    gated: bool = False  # hub models whose licence must be accepted (a token downloads them)
     offline: Optional[OfflineSource] = None  # noqa: UP045 - hub models: the package-index copy
 
 
@@ -122,7 +124,7 @@ class ComponentsConfig:
 
 @dataclass
 class FlagConfig:
-    fraction: float = bounded(0.2, Range(lo=0, hi=1, lo_open=True))
+    fraction: float = bounded(0.2, OPEN_FRACTION)
     thresholds: dict[str, Optional[float]] = bounded({}, Range(), optional=True)  # noqa: UP045
 
 
@@ -159,6 +161,7 @@ class RunConfig:
     topk: int = bounded(10, POSITIVE_INT)
     diagnostics: bool = True
     circuits: bool = True
+    decomposition: bool = False  # where AtP's error comes from (harness/decomposition.py)
     reliability: list[str] = field(default_factory=list)
     flag: FlagConfig = field(default_factory=FlagConfig)
     unreliable: UnreliableConfig = field(default_factory=UnreliableConfig)

@@ -20,7 +20,7 @@ def conf_dir() -> Path:
 
 def group_options(group: str) -> list[str]:
     """Choices available in a config group: YAML file names without extension, with their
-    subfolder for nested ones (``fast/ig`` for ``conf/method/fast/ig.yaml``)."""
+    subfolder for nested ones (``sub/name`` for ``conf/<group>/sub/name.yaml``)."""
     folder = conf_dir() / group
     if not folder.is_dir():
         return []

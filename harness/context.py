@@ -1,6 +1,6 @@
 """What a method is given: the model, the prompts, the components, the metric and direction.
 
-Direction convention (see ``../shared/NOTES.md``):
+Direction convention (README.md, "Sign convention"):
 
 - ``noising`` (default): the *base* run is the clean prompt x and the *source* is the corrupt
   prompt x'. The true effect of component c is L(x | a_c <- a_c(x')) - L(x).
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from harness.adapter import ModelAdapter
+from harness.config import POSITIVE_INT
 from harness.errors import HarnessError
 from harness.registry import unknown_choice
 from harness.types import Component, PromptBatch
@@ -77,13 +78,11 @@ class AttributionContext:
 
     def __post_init__(self) -> None:
         check_direction(self.direction)
-        if self.batch_size < 1:
-            raise HarnessError(f"batch_size must be >= 1, got {self.batch_size}")
+        POSITIVE_INT.check("batch_size", self.batch_size)
         if self.memory_bytes is None:
             from harness.budget import default_budget_bytes
 
-            weights = sum(p.numel() * p.element_size() for p in self.model.bridge.parameters())
-            self.memory_bytes = default_budget_bytes(self.model.device, weights)
+            self.memory_bytes = default_budget_bytes(self.model.device, self.model.weight_bytes)
 
     @property
     def base_tokens(self) -> torch.Tensor:

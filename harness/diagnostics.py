@@ -46,6 +46,8 @@ from harness.registry import unknown_choice
 from harness.second_order import path_derivatives
 
 SCORES = ("curvature_ratio", "delta_norm", "grad_disagreement")
+BOUNDS = ("atp", "hvp")
+"""The error bounds, each named by the estimate it brackets (f'(0); f'(0) + f''(0) / 2)."""
 DEFAULT_THRESHOLDS = {"curvature_ratio": 0.5, "delta_norm": None, "grad_disagreement": 0.5}
 _TINY = 1e-12
 
@@ -223,7 +225,7 @@ def run_diagnostics(
             columns["flagged"] = flags
             summary["flag_score"] = name
     spread = np.abs(path.second1.numpy() - path.second0.numpy()) / 6
-    bounds = {
+    bounds = {  # keyed by BOUNDS
         "atp": (np.minimum(atp, path.first1.numpy()), np.maximum(atp, path.first1.numpy())),
         "hvp": (hvp - spread, hvp + spread),
     }
@@ -232,15 +234,27 @@ def run_diagnostics(
         quality = bound_quality(lo, hi, truth)
         summary[f"{kind}_bound_coverage"] = quality["coverage"]
         summary[f"{kind}_bound_width"] = quality["width"]
-    if bound_kind in bounds:
-        columns["bound_lo"], columns["bound_hi"] = bounds[bound_kind]
-        summary["bound_coverage"] = summary[f"{bound_kind}_bound_coverage"]
-        summary["bound_width"] = summary[f"{bound_kind}_bound_width"]
-    else:
-        nan = np.full(truth.shape, np.nan)
+    select_bound(columns, summary, bound_kind)
+    return columns, summary
+
+
+def select_bound(
+    columns: dict[str, np.ndarray], summary: dict[str, Any], bound_kind: str | None
+) -> None:
+    """Set ``bound_lo/hi`` and ``bound_coverage/width`` to the ``bound_kind`` bound (one of
+    :data:`BOUNDS`, as the method declares: :meth:`harness.methods.base.Method.error_bound`),
+    or to NaN for None (a method no interval brackets)."""
+    if bound_kind is None:
+        nan = np.full(columns["unreliable"].shape, np.nan)
         columns["bound_lo"], columns["bound_hi"] = nan, nan.copy()
         summary["bound_coverage"] = summary["bound_width"] = math.nan
-    return columns, summary
+        return
+    if bound_kind not in BOUNDS:
+        raise HarnessError(unknown_choice("error bound", bound_kind, [*BOUNDS, "None"]))
+    columns["bound_lo"] = columns[f"{bound_kind}_bound_lo"]
+    columns["bound_hi"] = columns[f"{bound_kind}_bound_hi"]
+    summary["bound_coverage"] = summary[f"{bound_kind}_bound_coverage"]
+    summary["bound_width"] = summary[f"{bound_kind}_bound_width"]
 
 
 def cached_diagnostics(
@@ -297,11 +311,7 @@ def cached_diagnostics(
                 "summary": summary,
             },
         )
-    if bound_kind in ("atp", "hvp"):
-        columns["bound_lo"] = columns[f"{bound_kind}_bound_lo"]
-        columns["bound_hi"] = columns[f"{bound_kind}_bound_hi"]
-        summary["bound_coverage"] = summary[f"{bound_kind}_bound_coverage"]
-        summary["bound_width"] = summary[f"{bound_kind}_bound_width"]
+    select_bound(columns, summary, bound_kind)
     summary["diagnostics_cached"] = cached
     return columns, summary
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from harness import COMPUTATION_VERSION
+from harness.config import OPEN_FRACTION, POSITIVE_INT
 from harness.context import AttributionContext, CostCounter
 from harness.errors import HarnessError, NumericalError
 from harness.patching import collect_activations, patch_effects, site_names
@@ -87,10 +88,9 @@ def check_truth_sample(sample: Any) -> None:
     (0, 1]."""
     if sample is None:
         return
-    if isinstance(sample, int) and not isinstance(sample, bool):
-        if sample >= 1:
-            return
-    elif isinstance(sample, float) and 0 < sample <= 1:
+    if POSITIVE_INT.accepts(sample) or (
+        isinstance(sample, float) and OPEN_FRACTION.accepts(sample)
+    ):
         return
     raise HarnessError(
         f"truth.sample must be null (every component), a positive integer count or a fraction "

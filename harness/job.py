@@ -18,15 +18,34 @@ from typing import Any
 
 from harness.errors import HarnessError
 
-SEMANTIC_EXCLUDE = ("progress", "results_dir", "cache_dir", "logger", "resume")
-"""Top-level keys that do not change a job's results (left out of its config hash)."""
+SEMANTIC_EXCLUDE = ("progress", "results_dir", "cache_dir", "logger", "resume", "model.gated")
+"""Keys (dotted: nested) that do not change a job's results (left out of its config hash)."""
+
+HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {"decomposition": False}
+"""Keys (dotted: nested) added after records were committed, with the value that reproduces the
+earlier results: a key at that value is left out of the config hash, so adding an option does
+not turn every committed record into one to recompute on resume."""
 
 
 def config_hash(container: Mapping[str, Any]) -> str:
-    """Hash of the resolved config minus keys that cannot change the results."""
+    """Hash of the resolved config minus the keys that cannot change the results
+    (:data:`SEMANTIC_EXCLUDE`) and the newer keys at their neutral default
+    (:data:`HASH_NEUTRAL_DEFAULTS`)."""
     from harness.storage import content_hash
 
-    return content_hash({k: v for k, v in container.items() if k not in SEMANTIC_EXCLUDE})[:16]
+    def dropped(key: str, value: Any) -> bool:
+        if key in SEMANTIC_EXCLUDE:
+            return True
+        return key in HASH_NEUTRAL_DEFAULTS and value == HASH_NEUTRAL_DEFAULTS[key]
+
+    def kept(node: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        return {
+            k: kept(v, f"{prefix}{k}.") if isinstance(v, Mapping) else v
+            for k, v in node.items()
+            if not dropped(f"{prefix}{k}", v)
+        }
+
+    return content_hash(kept(container, ""))[:16]
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,7 @@ class JobSpec:
     direction: str
     topk: int
     diagnostics: bool
+    decomposition: bool
     circuits: bool
     reliability: list[str]
     flag: dict[str, Any]
@@ -117,6 +137,7 @@ def job_spec(container: Mapping[str, Any], key: str | None = None) -> JobSpec:
         direction=cfg["direction"],
         topk=cfg["topk"],
         diagnostics=bool(cfg["diagnostics"]),
+        decomposition=bool(cfg["decomposition"]),
         circuits=bool(cfg["circuits"]),
         reliability=list(cfg["reliability"]),
         flag=dict(cfg["flag"]),

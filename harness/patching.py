@@ -4,8 +4,8 @@
 - :func:`patch_effects`: exact activation patching, many patched copies of the prompt batch per
   forward pass (one copy per component), chunked so at most ``batch_size`` sequences run at once,
   and nothing recomputed that a patch cannot change (see below).
-- :func:`patch_effects_full`: the same effects with one full forward per chunk of copies (the
-  reference, and the fallback of :func:`patch_effects`).
+- ``patch_effects(..., fast=False)``: the same effects with one full forward per chunk of
+  copies (the reference, and the fallback of the fast path).
 - :func:`metric_gradients`: dL/da at every site of the base run in one backward pass, through
   every downstream path (hooks return ``act + eps``; nothing is detached).
 
@@ -20,7 +20,7 @@ prompt's last position only. Components are sorted by (position, layer) so chunk
 Before using it, each call checks the block loop against the model's own forward on the
 unpatched chunk (bitwise in practice), and re-entry at a middle layer and a middle position
 against the same logits; when a check fails it logs a warning and falls back to
-:func:`patch_effects_full` (or, when only the position check fails, re-enters at position 0).
+``fast=False`` (or, when only the position check fails, re-enters at position 0).
 
 All functions take an :class:`~harness.context.AttributionContext` and count their passes in
 its cost counter.
@@ -41,7 +41,7 @@ from harness.budget import ChunkPlan, chunk_plan, row_bytes
 from harness.components import group_by_hook, hook_of, slice_index
 from harness.context import AttributionContext
 from harness.errors import HarnessError
-from harness.task_metric import per_prompt_metric
+from harness.task_metric import metric_columns, per_prompt_metric
 from harness.types import Component, PromptBatch
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def collect_activations(
     metrics, parts = [], {name: [] for name in names}
     for rows in ctx.prompt_chunks():
         sub = ctx.batch.select(rows)
-        logits, acts = ctx.model.cache(tokens[rows], names)
+        logits, acts = ctx.model.cache(tokens[rows], names, read_pos=sub.last)
         ctx.cost.forward(rows.stop - rows.start)
         metrics.append(per_prompt_metric(logits, sub, ctx.metric))
         for name in names:
@@ -76,70 +76,41 @@ def patch_effects(
     source: Activations,
     base_metric: torch.Tensor,
     desc: str = "activation patching",
+    fast: bool = True,
 ) -> torch.Tensor:
     """Exact effects [len(components)]: mean over prompts of L(base | a_c <- source_c) - L(base).
 
     ``source`` holds the source run's activations at every site of ``components``;
     ``base_metric`` [n] is the per-prompt metric of the unpatched base run. Each forward pass
     stacks k copies of a prompt chunk, copy j patching one component (k and the chunk from
-    :func:`harness.budget.chunk_plan`), and runs only the layers and positions the patches can
-    change (module docstring); the result equals :func:`patch_effects_full` up to rounding.
+    :func:`harness.budget.chunk_plan`). ``fast``: only the layers and positions the patches can
+    change run (module docstring; :func:`copy_batches`); otherwise, and as the fast path's
+    fallback, every pass is the model's whole forward (:func:`full_copy_batches`, the
+    reference). Both give the same effects up to rounding.
     """
     effects = torch.zeros(len(components), dtype=torch.float64, device=base_metric.device)
     if not components:
         return effects
-    plan = chunk_plan(ctx, len(components), pass_row_bytes(ctx, "forward"), "activation patching")
-    sums = torch.zeros_like(effects)
+    row = pass_row_bytes(ctx, "forward", fast=fast)
+    plan = chunk_plan(ctx, len(components), row, "activation patching")
+    passes = copy_batches if fast else full_copy_batches
     try:
-        for rows, batch in copy_batches(ctx, components, plan, desc):
+        for rows, batch in passes(ctx, components, plan, desc):
+            window = (slice(None), slice(batch.p0, batch.stop))
             hooks = [
-                (
-                    name,
-                    _replace_hook(targets, source[name][rows][:, batch.p0 : batch.stop], batch.m),
-                )
+                (name, copy_patch_hook(targets, source[name][rows][window], batch.m))
                 for name, targets in batch.targets(components).items()
             ]
             with torch.no_grad():
                 logits = batch.run(ctx, hooks)
-            patched = per_prompt_metric(logits, batch.sub, ctx.metric, batch.copies)
+            patched = per_prompt_metric(logits, batch.read, ctx.metric, batch.copies)
             diff = patched.view(batch.copies, batch.m).double() - base_metric[rows].double()
             diff = diff.masked_fill(~batch.live, 0.0)
-            sums[batch.index(sums.device)] += diff.sum(dim=1).to(sums.device)
+            effects[batch.index(effects.device)] += diff.sum(dim=1).to(effects.device)
     except FastPathUnavailable as err:
         _warn(ctx.model.name, err.reason, str(err))
-        return patch_effects_full(ctx, components, source, base_metric, desc)
-    return (effects + sums) / ctx.batch.n
-
-
-def patch_effects_full(
-    ctx: AttributionContext,
-    components: Sequence[Component],
-    source: Activations,
-    base_metric: torch.Tensor,
-    desc: str = "activation patching",
-) -> torch.Tensor:
-    """:func:`patch_effects` with one full forward pass (all layers, all positions) per chunk
-    of patched copies: the reference engine, and the fallback of the fast path."""
-    n = ctx.batch.n
-    effects = torch.zeros(len(components), dtype=torch.float64, device=base_metric.device)
-    plan = chunk_plan(
-        ctx, len(components), pass_row_bytes(ctx, "forward", fast=False), "activation patching"
-    )
-    for rows, chunk in full_batches(ctx, len(components), plan, desc):
-        m = rows.stop - rows.start
-        copies = len(chunk)
-        tokens = ctx.base_tokens[rows].repeat(copies, 1)
-        hooks = []
-        for name, members in group_by_hook([components[i] for i in chunk]).items():
-            targets = [(j, slice_index(components[chunk[j]])) for j in members]
-            hooks.append((name, _replace_hook(targets, source[name][rows], m)))
-        with torch.no_grad():
-            logits = ctx.model.run(tokens, hooks, read_pos=ctx.batch.last[rows].repeat(copies))
-        ctx.cost.forward(tokens.shape[0])
-        patched = per_prompt_metric(logits, ctx.batch.select(rows), ctx.metric, copies)
-        diff = patched.view(copies, m).double() - base_metric[rows].double()
-        effects[chunk] += diff.sum(dim=1)
-    return effects / n
+        return patch_effects(ctx, components, source, base_metric, desc, fast=False)
+    return effects / ctx.batch.n
 
 
 def full_batches(
@@ -156,15 +127,24 @@ def full_batches(
 
 def pass_row_bytes(ctx: AttributionContext, kind: str, fast: bool = True) -> int:
     """:func:`harness.budget.row_bytes` of one sequence row of ``ctx``'s prompts in a pass of
-    ``kind``; logits at the read position only on the fast path, at every position otherwise."""
+    ``kind``; logits at the read position only and over the columns the metric reads on the
+    fast path, at every position over the vocabulary otherwise."""
     seq = ctx.batch.seq_len
+    if not fast:
+        return row_bytes(ctx.model.shape, ctx.model.dtype, seq, kind, logit_positions=seq)
+    columns, _ = metric_columns(ctx.batch, ctx.metric)
     return row_bytes(
-        ctx.model.shape, ctx.model.dtype, seq, kind, logit_positions=1 if fast else seq
+        ctx.model.shape,
+        ctx.model.dtype,
+        seq,
+        kind,
+        logit_columns=None if columns is None else columns.numel(),
     )
 
 
-def _replace_hook(targets: list[tuple[int, tuple]], source: torch.Tensor, prompts: int):
-    """A hook writing ``source``'s slice into copy j for each (j, slice) target.
+def copy_patch_hook(targets: list[tuple[int, tuple]], source: torch.Tensor, prompts: int):
+    """A hook writing ``source``'s slice into copy j for each (j, slice) target (slice ``()``:
+    the whole activation); ``source`` is [prompts, ...].
 
     The activation holds copies of ``prompts`` prompts, copy-major: rows j*prompts..(j+1)*prompts-1
     are copy j (a fast-path batch may hold fewer copies at early layers than at late ones).
@@ -195,18 +175,29 @@ class CopyBatch:
 
     Copy j moves component ``chunk[j]`` (chunk ordered by layer: copies enter the batch at
     their own component's layer); positions ``p0``..``stop - 1`` run, earlier ones are read from
-    the recorded keys/values. ``sub``: the prompt chunk; ``live`` [copies, m]: False where
-    the component's position lies after the prompt's last real token (no effect: the caller
-    zeroes those entries).
+    the recorded keys/values. ``sub``: the prompt chunk. ``columns``: the vocabulary ids whose
+    logits :meth:`run` computes (None: all), and ``read``: ``sub`` with its answers re-indexed
+    into them (:func:`harness.task_metric.metric_columns`), the batch to score :meth:`run`'s
+    logits with (``sub`` for logits over the vocabulary); ``live`` [copies, m]: False where the
+    component's position lies after the prompt's last real token (no effect: the caller zeroes
+    those entries). ``inputs`` None: a pass of the reference engine, the model's whole forward
+    on ``copies`` copies of the prompts ``rows`` (every layer and position, the vocabulary).
     """
 
     chunk: list[int]
     p0: int
     stop: int
+    rows: slice
     sub: PromptBatch
-    inputs: BlockInputs
+    inputs: BlockInputs | None
     live: torch.Tensor
     layers: list[int]
+    columns: torch.Tensor | None = None
+    read: PromptBatch | None = None
+
+    def __post_init__(self) -> None:
+        if self.read is None:
+            self.read = self.sub
 
     @property
     def copies(self) -> int:
@@ -228,7 +219,14 @@ class CopyBatch:
         }
 
     def run(self, ctx: AttributionContext, hooks: Sequence[tuple[str, object]]) -> torch.Tensor:
-        """Logits [copies * m, 1, vocab] at each prompt's last position, with ``hooks``."""
+        """Logits [copies * m, 1, vocab or k] at each prompt's last position, with ``hooks``
+        (only the ``columns`` the metric reads, when it reads a few)."""
+        read_pos = self.sub.last.repeat(self.copies)
+        if self.inputs is None:
+            tokens = ctx.base_tokens[self.rows].repeat(self.copies, 1)
+            logits = ctx.model.run(tokens, hooks, read_pos=read_pos)
+            ctx.cost.forward(tokens.shape[0])
+            return logits
         counts = Counter(self.layers)
         entries = {
             layer: self.inputs.resid[layer][:, self.p0 : self.stop].repeat(count, 1, 1)
@@ -243,7 +241,8 @@ class CopyBatch:
             enter=entries,
             start_pos=self.p0,
             stop_pos=self.stop,
-            read_pos=self.sub.last.repeat(self.copies),
+            read_pos=read_pos,
+            columns=self.columns,
         )
         ctx.cost.forward(self.copies * self.m)
         return logits
@@ -271,6 +270,7 @@ def copy_batches(
         for index, rows in enumerate(prompt_chunks):
             inputs, windows = _prefix(ctx, rows, windows, check=index == 0)
             sub = ctx.batch.select(rows)
+            columns, read = metric_columns(sub, ctx.metric)
             last = sub.last
             stop = int(last.max()) + 1
             for start in range(0, len(order), plan.copies):
@@ -280,10 +280,29 @@ def copy_batches(
                 if p0 >= stop:  # every patch lies after every prompt's last real token
                     continue
                 chunk = sorted(chunk, key=lambda i: components[i].layer)
-                positions = torch.tensor([components[i].pos for i in chunk], device=last.device)
-                live = ~(positions[:, None] > last[None, :])
+                live = _live(components, chunk, last)
                 layers = [components[i].layer for i in chunk]
-                yield rows, CopyBatch(chunk, p0, stop, sub, inputs, live, layers)
+                batch = CopyBatch(chunk, p0, stop, rows, sub, inputs, live, layers, columns, read)
+                yield rows, batch
+
+
+def full_copy_batches(
+    ctx: AttributionContext, components: Sequence[Component], plan: ChunkPlan, desc: str
+) -> Iterator[tuple[slice, CopyBatch]]:
+    """The passes of :func:`copy_batches` for the reference engine: each one the model's whole
+    forward (every layer and position, logits over the vocabulary) on up to ``plan.copies``
+    copies of a prompt chunk."""
+    for rows, chunk in full_batches(ctx, len(components), plan, desc):
+        sub = ctx.batch.select(rows)
+        live = _live(components, chunk, sub.last)
+        layers = [0] * len(chunk)
+        yield rows, CopyBatch(chunk, 0, ctx.batch.seq_len, rows, sub, None, live, layers)
+
+
+def _live(components: Sequence[Component], chunk: list[int], last: torch.Tensor) -> torch.Tensor:
+    """[copies, m]: False where copy j's component lies after a prompt's last real token."""
+    positions = torch.tensor([components[i].pos for i in chunk], device=last.device)
+    return ~(positions[:, None] > last[None, :])
 
 
 def _prefix(
@@ -400,10 +419,13 @@ def metric_gradients(
             return hook
 
         with torch.enable_grad():
+            sub = ctx.batch.select(rows)
             logits = ctx.model.run(
-                tokens[rows], [(name, make_hook(name, store, eps, rows)) for name in names]
+                tokens[rows],
+                [(name, make_hook(name, store, eps, rows)) for name in names],
+                read_pos=sub.last,
             )
-            per_prompt = per_prompt_metric(logits, ctx.batch.select(rows), ctx.metric)
+            per_prompt = per_prompt_metric(logits, sub, ctx.metric)
             grads = torch.autograd.grad(per_prompt.sum() / n, [eps[name] for name in names])
         ctx.cost.forward(rows.stop - rows.start)
         ctx.cost.n_backward += 1

@@ -15,7 +15,6 @@ scores at finding the components whose AtP error is large, the ``unreliable`` la
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -255,21 +254,6 @@ def run_figures(estimates: pd.DataFrame, summary: Mapping[str, Any] | None = Non
         "estimate_vs_truth": estimate_vs_truth(estimates, summary=summary),
         "error_by_layer": error_by_layer(estimates, summary=summary),
     }
-
-
-def save_run_figures(
-    run_dir: Path, out_dir: Path | None = None, formats: Sequence[str] = FORMATS
-) -> list[Path]:
-    """Draw a run directory's figures into ``out_dir`` (default ``run_dir/figures``)."""
-    run_dir = Path(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    estimates = pd.read_parquet(run_dir / "estimates.parquet")
-    figures = run_figures(estimates, summary)
-    paths = []
-    for name, fig in figures.items():
-        paths += save(fig, out_dir or run_dir / "figures", name, formats)
-    close(figures)
-    return paths
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ plugins whose options are a dataclass.
 A plugin is a :class:`Plugin` subclass named by a config file ``conf/<group>/<slug>.yaml``
 (``name: <slug>``, ``impl: package.module:Class`` and option values). :class:`Registry` scans the
 group's YAML files on first use and imports a class only when asked for it; a file with a
-``defaults`` list is a variant of another file (``hvp_shared``, ``fast/ig``) and names no class
+``defaults`` list is a variant of another file (``hvp_shared``, ``ig_fast``) and names no class
 of its own. An unknown slug is answered with the accepted ones and, for a typo, a "did you mean".
 
 A plugin declares its options once, as a frozen dataclass ``Options``: each field's name, type

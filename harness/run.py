@@ -227,6 +227,14 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
         columns, diagnostics = run_diagnostics(spec, truth, truth_ctx, scored_truth, truth_index)
         for name, column in columns.items():
             frame[name] = on_all_components(column, scored)
+    if spec.decomposition:  # where AtP's error comes from (harness/decomposition.py)
+        from harness.decomposition import run_decomposition
+
+        scored_truth = truth_np[scored]
+        columns, extra = run_decomposition(spec, truth_ctx, truth.key, truth_index, scored_truth)
+        diagnostics.update(extra)
+        for name, column in columns.items():
+            frame[name] = on_all_components(column, scored)
     for name, column in output.columns.items():
         frame[name] = column.detach().cpu().numpy()
     curve = None
@@ -298,7 +306,7 @@ def run_diagnostics(
         spec.reliability,
         spec.flag,
         spec.unreliable,
-        spec.method.bound,
+        spec.method.error_bound(),
     )
     diagnostics["diagnostics_wall_s"] = time.perf_counter() - start
     return columns, diagnostics
@@ -897,7 +905,7 @@ def composition_error(err: Exception) -> HarnessError:
     if isinstance(err, MissingConfigException) and top in CONFIG_GROUPS:
         schemas = _stored_schemas(top)  # harness/config.py's ConfigStore entries
         found = [str(o) for o in err.options or [] if o not in schemas]  # with hydra.searchpath's
-        accepted = sorted(set(found) | set(group_options(top)))  # with nested ones: fast/ig
+        accepted = sorted(set(found) | set(group_options(top)))  # nested ones as sub/name
         return HarnessError(unknown_choice(top, missing[len(top) + 1 :], accepted))
     if isinstance(err, MissingConfigException) and err.options:  # e.g. hydra/launcher=...
         group, _, choice = missing.rpartition("/")

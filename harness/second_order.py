@@ -15,7 +15,7 @@ It runs on the ground-truth engine's fast path (:func:`harness.patching.copy_bat
 copy starts at its component's layer from the recorded unpatched prefix, only positions from the
 pass's earliest moved position on are recomputed (earlier keys/values are the recorded ones),
 and logits are built at the last real position only. The same checks decide, and the same
-fallback applies: :func:`path_derivatives_full`, one full forward per chunk (the reference).
+fallback applies: ``fast=False``, one full forward per chunk (the reference).
 
 Why reverse mode (double backward) and not forward mode: measured on the GPT-2-small shape
 (bench/RESULTS.md, "Path derivatives"), ``torch.func.jvp`` through the TransformerBridge took
@@ -31,14 +31,13 @@ from collections.abc import Sequence
 import torch
 
 from harness.budget import chunk_plan
-from harness.components import group_by_hook, slice_index
 from harness.context import AttributionContext
 from harness.patching import (
     Activations,
     FastPathUnavailable,
     _warn,
     copy_batches,
-    full_batches,
+    full_copy_batches,
     pass_row_bytes,
 )
 from harness.task_metric import per_prompt_metric
@@ -53,13 +52,15 @@ def path_derivatives(
     t: float | torch.Tensor = 0.0,
     second: bool = True,
     desc: str = "path derivatives",
+    fast: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """f_c'(t_c) and (if ``second``) f_c''(t_c) for each component, float64 [len(components)].
 
     ``base``/``source``: activations [n, seq, ...] of both runs at every site of
     ``components``; ``t``: one value for all components or one per component.
     Cost: per pass one forward from the components' layers, one backward, and one
-    Hessian-vector product if ``second``.
+    Hessian-vector product if ``second``. ``fast=False``: every pass is the model's whole
+    forward (the reference engine, and the fast path's fallback; module docstring).
     """
     count = len(components)
     t_all = _t_values(t, count)
@@ -68,10 +69,11 @@ def path_derivatives(
     if not count:
         return first, curvature
     kind = "hvp" if second else "backward"
-    plan = chunk_plan(ctx, count, pass_row_bytes(ctx, kind), desc)
+    plan = chunk_plan(ctx, count, pass_row_bytes(ctx, kind, fast=fast), desc)
     dtype, device = ctx.model.dtype, ctx.model.device
+    passes = copy_batches if fast else full_copy_batches
     try:
-        for rows, batch in copy_batches(ctx, components, plan, desc):
+        for rows, batch in passes(ctx, components, plan, desc):
             directions = {}
             for name, targets in batch.targets(components).items():
                 window = (slice(None), slice(batch.p0, batch.stop))
@@ -83,7 +85,7 @@ def path_derivatives(
             def total(t_var, directions=directions, batch=batch, live=live):
                 hooks = [(name, _move_hook(d, t_var)) for name, d in directions.items()]
                 logits = batch.run(ctx, hooks)
-                values = per_prompt_metric(logits, batch.sub, ctx.metric, batch.copies)
+                values = per_prompt_metric(logits, batch.read, ctx.metric, batch.copies)
                 return (values.view(batch.copies, batch.m) * live).sum() / ctx.batch.n
 
             grad, hess = _derivatives(ctx, total, t_var, second)
@@ -92,51 +94,34 @@ def path_derivatives(
                 curvature[batch.chunk] += hess
     except FastPathUnavailable as err:
         _warn(ctx.model.name, err.reason, str(err))
-        return path_derivatives_full(ctx, components, base, source, t, second, desc)
+        return path_derivatives(ctx, components, base, source, t, second, desc, fast=False)
     return first, curvature
 
 
-def path_derivatives_full(
+def path_derivatives_at(
     ctx: AttributionContext,
     components: Sequence[Component],
     base: Activations,
     source: Activations,
-    t: float | torch.Tensor = 0.0,
+    nodes: torch.Tensor,
     second: bool = True,
     desc: str = "path derivatives",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """:func:`path_derivatives` with one full forward (all layers and positions) per chunk of
-    copies: the reference engine, and the fallback of the fast path."""
+    """f_c'(t_k) and (if ``second``) f_c''(t_k) at every node t_k of ``nodes`` [K] for every
+    component, float64 [K, len(components)]: every (node, component) pair in the same batched
+    passes of :func:`path_derivatives` (the quadratures of ig, integrated_hessians, ms_hvp)."""
     count = len(components)
-    t_all = _t_values(t, count)
-    first = torch.zeros(count, dtype=torch.float64)
-    curvature = torch.zeros(count, dtype=torch.float64) if second else None
-    if not count:
-        return first, curvature
-    kind = "hvp" if second else "backward"
-    plan = chunk_plan(ctx, count, pass_row_bytes(ctx, kind, fast=False), desc)
-    dtype, device = ctx.model.dtype, ctx.model.device
-    for rows, chunk in full_batches(ctx, count, plan, desc):
-        copies = len(chunk)
-        directions = {}
-        for name, members in group_by_hook([components[i] for i in chunk]).items():
-            delta = (source[name][rows] - base[name][rows]).to(dtype)
-            targets = [(j, slice_index(components[chunk[j]])) for j in members]
-            directions[name] = _directions(delta, targets)
-        tokens = ctx.base_tokens[rows].repeat(copies, 1)
-        sub = ctx.batch.select(rows)
-
-        def total(t_var, directions=directions, tokens=tokens, sub=sub, copies=copies):
-            hooks = [(name, _move_hook(d, t_var)) for name, d in directions.items()]
-            logits = ctx.model.run(tokens, hooks, read_pos=sub.last.repeat(copies))
-            ctx.cost.forward(tokens.shape[0])
-            return per_prompt_metric(logits, sub, ctx.metric, copies).sum() / ctx.batch.n
-
-        grad, hess = _derivatives(ctx, total, t_all[chunk].to(device=device, dtype=dtype), second)
-        first[chunk] += grad
-        if second:
-            curvature[chunk] += hess
-    return first, curvature
+    first, curvature = path_derivatives(
+        ctx,
+        list(components) * len(nodes),
+        base,
+        source,
+        nodes.repeat_interleave(count),
+        second,
+        desc,
+    )
+    shape = (len(nodes), count)
+    return first.view(shape), None if curvature is None else curvature.view(shape)
 
 
 def _t_values(t: float | torch.Tensor, count: int) -> torch.Tensor:

@@ -9,6 +9,7 @@ value; an effect is L(patched) - L(unpatched).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -58,6 +59,31 @@ def per_prompt_metric(
     raise HarnessError(unknown_choice("metric", metric, list(METRICS)))
 
 
+def metric_columns(batch: PromptBatch, metric: str) -> tuple[torch.Tensor | None, PromptBatch]:
+    """The vocabulary columns ``metric`` reads on ``batch``, and ``batch`` re-indexed into them.
+
+    ``logit_diff`` reads the answer and wrong tokens' logits only: a pass may compute logits
+    [rows, 1, k] for those k columns (sorted unique ids, [k]) and score them with the returned
+    batch, whose ``answers``/``wrongs`` are positions in ``columns`` (:func:`per_prompt_metric`
+    gives the same values). ``logprob`` normalizes over the whole vocabulary: (None, batch).
+    """
+    if metric != "logit_diff":
+        return None, batch
+    columns = torch.unique(
+        torch.cat([batch.answers[batch.answer_mask], batch.wrongs[batch.wrong_mask]])
+    )
+
+    def reindex(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        position = torch.searchsorted(columns, ids.clamp(min=0).contiguous())
+        return position.clamp(max=columns.numel() - 1).masked_fill(~mask, 0)
+
+    return columns, replace(
+        batch,
+        answers=reindex(batch.answers, batch.answer_mask),
+        wrongs=reindex(batch.wrongs, batch.wrong_mask),
+    )
+
+
 def _masked_mean(values: torch.Tensor, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     picked = values.gather(1, index.clamp(min=0)) * mask
     return picked.sum(dim=-1) / mask.sum(dim=-1)
@@ -92,8 +118,11 @@ def clean_task_scores(ctx: AttributionContext) -> dict[str, float | bool]:
     with torch.no_grad():
         for rows in ctx.prompt_chunks():
             sub = batch.select(rows)
-            logits = ctx.model.run(batch.clean[rows])
-            final = logits[torch.arange(logits.shape[0], device=logits.device), sub.last]
+            logits = ctx.model.run(batch.clean[rows], read_pos=sub.last)
+            if logits.shape[1] == 1:  # already at each prompt's last position
+                final = logits[:, 0]
+            else:
+                final = logits[torch.arange(logits.shape[0], device=logits.device), sub.last]
             correct.append(answer_correct(final, sub))
             diffs.append(per_prompt_metric(logits, sub, "logit_diff"))
     n = batch.n

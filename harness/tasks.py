@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
+from harness.config import POSITIVE_INT
 from harness.errors import HarnessError
 from harness.registry import Plugin, Registry, unknown_choice
 from harness.types import PromptBatch, PromptPair, Token
@@ -167,7 +168,7 @@ def count(n: int | None) -> int:
     """``n`` checked (None -> :data:`DEFAULT_N`)."""
     if n is None:
         return DEFAULT_N
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if not POSITIVE_INT.accepts(n):
         raise HarnessError(f"number of prompt pairs must be a positive integer, got {n!r}")
     return n
 
@@ -442,8 +443,3 @@ def _pad_mask(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
         mask[i, : len(r)] = True
     return ids, mask
-
-
-def iter_task_slugs() -> Iterator[str]:
-    """Every registered task slug."""
-    yield from TASKS.names()

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 import torch
+from harness.taskdefs.factual_recall.data import FACTS
+from harness.taskdefs.factual_recall.data import TEMPLATES as FACT_TEMPLATES
+from harness.taskdefs.greater_than.data import NOUNS
+from harness.taskdefs.ioi.data import ARENA_NAMES, BABA_TEMPLATES, FILLER_WORDS, WANG_NAMES
+
+from harness.models import toy_vocab
 
 WORDS = ["<pad>", "<bos>", "<unk>"] + [f"w{i}" for i in range(61)]
 
@@ -107,3 +114,54 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_gpt2(tiny_models) -> Path:
     return tiny_models["gpt2"]
+
+
+def _bpe_corpus() -> list[str]:
+    rng = random.Random(0)
+    names = sorted(set(WANG_NAMES) | set(ARENA_NAMES))
+    lines: list[str] = []
+    for i, template in enumerate(BABA_TEMPLATES):
+        for j, name in enumerate(names):
+            other = names[(i + j + 1) % len(names)]
+            text = template.replace("[A]", name).replace("[B]", other)
+            lines.append(text.replace("[PLACE]", "store").replace("[OBJECT]", "drink"))
+    for noun in NOUNS:
+        for xx in range(11, 18):
+            lines.append(f"The {noun} lasted from the year {xx}{rng.randrange(2, 99):02d} to {xx}")
+    lines += [" ".join(f"-{i:02d}" for i in range(100))] * 20  # two-digit tokens without space
+    for subject, city in FACTS:
+        for template in FACT_TEMPLATES:
+            lines += [template.replace("[S]", subject) + " " + city] * 4
+    lines += [" ".join(FILLER_WORDS)] * 10
+    return lines
+
+
+@pytest.fixture(scope="module")
+def bpe_tokenizer():
+    """A GPT-2-style byte-level BPE (no BOS added by default), trained offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=2000,
+        min_frequency=8,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(_bpe_corpus(), trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>"
+    )
+
+
+@pytest.fixture(scope="module")
+def toy_tokenizer():
+    return toy_vocab.build_toy_tokenizer()
+
+
+@pytest.fixture(params=["toy", "natural"])
+def tokenizer(request, toy_tokenizer, bpe_tokenizer):
+    return toy_tokenizer if request.param == "toy" else bpe_tokenizer

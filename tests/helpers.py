@@ -91,3 +91,26 @@ def local_run_args(model: Path, pairs: Path, results: Path) -> list[str]:
         f"task.path={pairs}",
         f"results_dir={results}",
     ]
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+GOOD = {"clean": "w1 w2 w3 w4", "corrupt": "w5 w6 w7 w8", "answer": "w9", "wrong": "w10"}
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def assert_one_line(code: int, err: str, *needles: str) -> str:
+    """Non-zero exit, exactly one line on stderr starting 'error: ', containing every needle."""
+    lines = err.strip().splitlines()
+    assert code != 0, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), lines[0]
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]

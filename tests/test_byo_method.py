@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import report, tracking
+from harness import report
 from harness.run import main as run_main
+from tests import tracking_reader as wandb_reader
 from tests.helpers import local_run_args
 from tests.test_report import write_pairs
 
@@ -105,8 +106,8 @@ def test_user_method_is_scored_tracked_and_reported(user_dir, tmp_path, tiny_gpt
 
     # tracked: one offline W&B run per job, the user's method as job type
     runs = [
-        tracking.read_offline_run(p, wait_s=30)
-        for p in tracking.find_offline_runs(results / "wandb")
+        wandb_reader.read_offline_run(p, wait_s=30)
+        for p in wandb_reader.find_offline_runs(results / "wandb")
     ]
     assert sorted(r["run"]["job_type"] for r in runs) == ["atp", "clipped_atp"]
 

@@ -3,6 +3,7 @@ the checks that run before Hydra starts a job (bad input is one line, also under
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -10,7 +11,8 @@ import pytest
 from harness.config import FlagConfig, Range, check_names, check_ranges, unknown_keys
 from harness.errors import HarnessError
 from harness.methods.base import make_method
-from tests.test_cli import run_cli
+from tests.helpers import GOOD, assert_one_line, write_lines
+from tests.test_cli import local_args, run_cli
 
 BAD_NUMBERS = [
     ({"unreliable": {"rel": math.nan}}, "unreliable.rel must be in [0, inf), got nan"),
@@ -163,3 +165,33 @@ def test_good_configs_pass_the_checks(argv):
     with initialize_config_module(config_module="harness.conf", version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         check_sweep(loader.load_configuration("config", overrides, RunMode.MULTIRUN))
+
+
+BAD_OPTIONS = [
+    (["method=ms_hvp", "method.steps=0"], "method.steps must be an integer >= 1, got 0"),
+    (["method=ig", "method.steps=-1"], "method.steps must be an integer >= 1, got -1"),
+    (
+        ["method=ig", "method.steps=1", "method.integration=riemann_left"],
+        "method.steps must be an integer >= 2, got 1",
+    ),
+    (["method=integrated_hessians", "method.steps=0"], "must be an integer from 1 to 200, got 0"),
+    (["method=integrated_hessians", "method.steps=100000"], "from 1 to 200, got 100000"),
+    (["method=sff", "method.flag_fraction=1.5"], "method.flag_fraction must be in [0, 1], got 1.5"),
+    (["method=sff", "method.flag_fraction=-0.1"], "must be in [0, 1], got -0.1"),
+    (["method=sff", "method.steps=0"], "method.steps must be an integer >= 1, got 0"),
+    (["method=sff", "method.fix=magic"], "unknown sff fix 'magic'"),
+    (["flag.fraction=0"], "flag.fraction must be in (0, 1], got 0"),
+    (["n_prompts=-2"], "n_prompts must be an integer >= 1, got -2"),
+    (["batch_size=0"], "batch_size must be an integer >= 1, got 0"),
+    (["topk=0"], "topk must be an integer >= 1, got 0"),
+    (["method=ig", "method.integration=simpson"], "simpson"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_OPTIONS, ids=lambda a: str(a)[:50])
+def test_bad_method_and_run_options_are_one_line(args, message, tiny_gpt2, tmp_path, capsys):
+    pairs = write_lines(tmp_path / "pairs.jsonl", [json.dumps(GOOD)])
+    code, _, err = run_cli([*local_args(tiny_gpt2, pairs, tmp_path), *args], capsys)
+    line = assert_one_line(code, err, message)
+    assert "accepted" in line or "must be" in line, line
+    assert not list((tmp_path / "results").rglob("summary.json"))

@@ -42,7 +42,7 @@ def test_summary_has_fwd_equiv_and_peak_memory(tiny_gpt2, tmp_path, capsys):
     assert summary["peak_mem_mb"] > 1.0 and math.isfinite(summary["peak_mem_mb"])
 
 
-FLAT = {"atp", "hvp_shared", "ig_joint", "atp_star", "fast/ig_joint"}
+FLAT = {"atp", "hvp_shared", "ig_joint", "atp_star", "ig_joint_fast"}
 """Methods whose cost does not grow with the number of components (of one site)."""
 
 

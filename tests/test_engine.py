@@ -1,7 +1,7 @@
-"""The shared copy engine: path derivatives from each component's layer equal the full-forward
-reference; chunk sizes follow the memory budget (equal numbers, more passes); a budget too small
-for one copy is a one-line error; a model that fails a check falls back to the reference; actpatch
-reads the run's ground truth."""
+"""The shared copy engine: chunk sizes follow the memory budget (equal numbers, more passes); a
+budget too small for one copy is a one-line error; a model that fails a check falls back to the
+reference; actpatch reads the run's ground truth. (Path derivatives from each component's layer
+against the full-forward reference: tests/test_second_order.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from harness.errors import HarnessError
 from harness.methods.actpatch import ActivationPatching
 from harness.patching import collect_activations, patch_effects, site_names
 from harness.run import memory_bytes as memory_gb_in_bytes
-from harness.second_order import path_derivatives, path_derivatives_full
+from harness.second_order import path_derivatives
 from tests.helpers import make_context, random_batch
 
 SITES = ("head", "attn_out", "mlp_out", "resid_pre")
@@ -26,35 +26,6 @@ def _tensors(ctx):
     base_metric, base = collect_activations(ctx, ctx.base_tokens, names)
     _, source = collect_activations(ctx, ctx.source_tokens, names)
     return base_metric, base, source
-
-
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
-@pytest.mark.parametrize("positions", ["all", "each"])
-def test_fast_path_derivatives_equal_the_full_reference(
-    tiny_models, family, positions, monkeypatch
-):
-    batch = random_batch(3, 6, seed=4, lengths=[6, 4, 5])
-    ctx, _ = make_context(tiny_models[family], batch, sites=SITES, positions=positions)
-    _, base, source = _tensors(ctx)
-    count = len(ctx.components)
-    t = torch.linspace(0, 1, count, dtype=torch.float64)
-    starts = []
-    original = ModelAdapter.run_from_layer
-
-    def counting(self, resid, layer, *args, **kwargs):
-        starts.append((layer, kwargs.get("start_pos", 0)))
-        return original(self, resid, layer, *args, **kwargs)
-
-    monkeypatch.setattr(ModelAdapter, "run_from_layer", counting)
-    first, second = path_derivatives(ctx, ctx.components, base, source, t=t)
-    monkeypatch.setattr(ModelAdapter, "run_from_layer", original)
-    # the fast path ran: passes start at later layers (and, per position, later positions)
-    assert max(layer for layer, _ in starts) > 0
-    assert positions == "all" or max(pos for _, pos in starts) > 0
-    ref_first, ref_second = path_derivatives_full(ctx, ctx.components, base, source, t=t)
-    assert ref_second.abs().max() > 1e-3, "curvature too small for a meaningful comparison"
-    torch.testing.assert_close(first, ref_first, rtol=1e-9, atol=1e-10)
-    torch.testing.assert_close(second, ref_second, rtol=1e-9, atol=1e-10)
 
 
 def test_small_budget_gives_equal_numbers_in_more_passes(tiny_gpt2):
@@ -96,7 +67,7 @@ def test_failed_check_falls_back_to_the_reference(tiny_gpt2, monkeypatch, caplog
     batch = random_batch(3, 6, seed=7)
     ctx, _ = make_context(tiny_gpt2, batch, sites=("head", "mlp_out"), positions="each")
     base_metric, base, source = _tensors(ctx)
-    expected = path_derivatives_full(ctx, ctx.components, base, source, t=0.5)
+    expected = path_derivatives(ctx, ctx.components, base, source, t=0.5, fast=False)
     truth = patch_effects(ctx, ctx.components, source, base_metric)
 
     def broken(self, *args, **kwargs):

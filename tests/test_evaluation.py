@@ -89,8 +89,8 @@ def test_printed_table_shows_undefined_scores_as_missing():
 def test_summary_json_of_a_real_run_is_strict(tiny_gpt2, tmp_path, capsys):
     """actpatch has no error bound: its bound coverage is undefined, written as null (it was a
     bare NaN that strict JSON readers reject)."""
+    from tests.helpers import GOOD, write_lines
     from tests.test_cli import run_cli
-    from tests.test_robustness import GOOD, write_lines
 
     pairs = write_lines(tmp_path / "pairs.jsonl", [json.dumps(GOOD)] * 2)
     args = ["model=local", f"model.path={tiny_gpt2}", "task=prompts", f"task.path={pairs}"]

@@ -180,3 +180,62 @@ def test_sampled_run_scores_the_sample_with_intervals(tiny_gpt2, tmp_path, capsy
         code, _, err = run_cli([*args, bad], capsys)
         assert code != 0 and err.strip().splitlines() == [f"error: {err.strip()[7:]}"]
         assert message in err
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_byte", "empty", "not_json", "swap_payload"])
+def test_damaged_cache_entry_is_recomputed(damage, tiny_gpt2, tmp_path):
+    import torch
+
+    from harness.ground_truth import ground_truth
+    from tests.helpers import make_context, random_batch
+
+    ctx, fingerprint = make_context(tiny_gpt2, random_batch(3, 5, seed=3))
+    first = ground_truth(ctx, fingerprint, tmp_path)
+    entry = tmp_path / "truth" / f"{first.key}.json"
+    raw = entry.read_bytes()
+    if damage == "truncate":
+        entry.write_bytes(raw[: len(raw) // 2])
+    elif damage == "flip_byte":  # a digit of an effect changes: the content hash catches it
+        data = bytearray(raw)
+        i = raw.index(b'"effects"') + raw[raw.index(b'"effects"') :].index(b"0.") + 3
+        data[i] = ord("1") if data[i] != ord("1") else ord("2")
+        entry.write_bytes(bytes(data))
+    elif damage == "empty":
+        entry.write_bytes(b"")
+    elif damage == "not_json":
+        entry.write_bytes(b"\x00\x01\x02garbage")
+    else:  # a valid entry of other components under this key
+        data = json.loads(raw)
+        data["payload"]["components"] = data["payload"]["components"][::-1]
+        from harness.storage import content_hash
+
+        data["sha256"] = content_hash(data["payload"])
+        entry.write_text(json.dumps(data))
+    again = ground_truth(ctx, fingerprint, tmp_path)
+    assert not again.cached and torch.equal(again.effects, first.effects)
+    third = ground_truth(ctx, fingerprint, tmp_path)  # the recomputed entry was rewritten
+    assert third.cached and torch.equal(third.effects, first.effects)
+
+
+def test_chunked_atp_and_truth_equal_one_chunk(tiny_gpt2):
+    """AtP and the ground truth hold one prompt chunk at a time; the result does not depend on
+    the chunking (float64, up to rounding)."""
+    import torch
+
+    from harness.ground_truth import compute_ground_truth
+    from harness.methods.atp import AttributionPatching
+    from tests.helpers import make_context, random_batch
+
+    batch = random_batch(5, 5, seed=11)
+    whole, _ = make_context(tiny_gpt2, batch, sites=("mlp_out",), batch_size=64)
+    chunked, _ = make_context(tiny_gpt2, batch, sites=("mlp_out",), batch_size=2)
+    atp = AttributionPatching()
+    torch.testing.assert_close(
+        atp.estimate(chunked).estimates, atp.estimate(whole).estimates, rtol=1e-10, atol=1e-12
+    )
+    effects_w, base_w, source_w = compute_ground_truth(whole)
+    effects_c, base_c, source_c = compute_ground_truth(chunked)
+    torch.testing.assert_close(effects_c, effects_w.cpu(), rtol=1e-10, atol=1e-12)
+    assert base_c == pytest.approx(base_w, rel=1e-12)
+    assert source_c == pytest.approx(source_w, rel=1e-12)
+    assert chunked.cost.n_forward > whole.cost.n_forward  # it did run in chunks

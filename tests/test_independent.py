@@ -73,32 +73,52 @@ class Reference:
             h.remove()
         return logits, store
 
-    def patched(self, layer, head, source):
-        d = source.shape[-1] // self.n_heads
+    def copy_metrics(self, logits, copies):
+        """[copies]: the metric of each of ``copies`` stacked copies of the prompts."""
+        last = logits[:, -1]
+        rows = torch.arange(len(last))
+        diff = last[rows, self.answer.repeat(copies)] - last[rows, self.wrong.repeat(copies)]
+        return diff.view(copies, -1).mean(dim=1)
 
-        def pre(mod, args):
-            x = args[0].clone()
-            x[..., head * d : (head + 1) * d] = source[..., head * d : (head + 1) * d]
-            return (x,)
+    def head_directions(self, values):
+        """[heads, n, seq, D]: copy h is ``values`` [n, seq, D] in head h's slice, 0 elsewhere."""
+        d = values.shape[-1] // self.n_heads
+        out = torch.zeros(self.n_heads, *values.shape, dtype=values.dtype)
+        for head in range(self.n_heads):
+            out[head, ..., head * d : (head + 1) * d] = values[..., head * d : (head + 1) * d]
+        return out
 
-        handle = self.proj[layer].register_forward_pre_hook(pre)
+    def patched(self, layer, source):
+        """[heads]: the metric with head h's output-projection input from ``source``, one copy
+        of the prompt batch per head, all in one forward."""
+        heads = self.n_heads
+        mask = self.head_directions(torch.ones_like(source)).reshape(-1, *source.shape[1:])
+        values = source.repeat(heads, 1, 1)
+        handle = self.proj[layer].register_forward_pre_hook(
+            lambda m, a: (a[0] * (1 - mask) + values * mask,)  # exactly source in head h's slice
+        )
         with torch.no_grad():
-            value = self.metric(self.model(self.clean).logits)
+            values = self.copy_metrics(self.model(self.clean.repeat(heads, 1)).logits, heads)
         handle.remove()
-        return value
+        return values
 
-    def second_derivative(self, layer, head, delta):
-        d = delta.shape[-1] // self.n_heads
-        v = torch.zeros_like(delta)
-        v[..., head * d : (head + 1) * d] = delta[..., head * d : (head + 1) * d]
-        t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-        handle = self.proj[layer].register_forward_pre_hook(lambda m, a: (a[0] + t * v,))
+    def second_derivatives(self, layer, delta):
+        """[heads]: f_h''(0) for every head h of ``layer`` by double autograd in t_h (copy h
+        depends on t_h alone, so the second backward of the summed first derivatives gives
+        each)."""
+        heads = self.n_heads
+        v = self.head_directions(delta)
+        t = torch.zeros(heads, dtype=torch.float64, requires_grad=True)
+        shape = (heads,) + (1,) * delta.dim()
+        handle = self.proj[layer].register_forward_pre_hook(
+            lambda m, a: (a[0] + (t.view(shape) * v).reshape(a[0].shape),)
+        )
         with torch.enable_grad():
-            value = self.metric(self.model(self.clean).logits)
-            (first,) = torch.autograd.grad(value, t, create_graph=True)
-            (second,) = torch.autograd.grad(first, t)
+            values = self.copy_metrics(self.model(self.clean.repeat(heads, 1)).logits, heads)
+            (first,) = torch.autograd.grad(values.sum(), t, create_graph=True)
+            (second,) = torch.autograd.grad(first.sum(), t)
         handle.remove()
-        return second.item()
+        return second.tolist()
 
     def run(self, layers: list[int] | None = None):
         """Truth and estimates for every head of ``layers`` (default: all layers)."""
@@ -125,12 +145,13 @@ class Reference:
         for layer in range(len(self.proj)) if layers is None else layers:
             d = clean_in[layer].shape[-1] // self.n_heads
             delta = corrupt_in[layer] - clean_in[layer]
+            patched = self.patched(layer, corrupt_in[layer])
+            seconds = self.second_derivatives(layer, delta)
             for head in range(self.n_heads):
                 cut = slice(head * d, (head + 1) * d)
                 atp[(layer, head)] = (grads[layer][..., cut] * delta[..., cut]).sum().item()
-                truth[(layer, head)] = (self.patched(layer, head, corrupt_in[layer]) - base).item()
-                second = self.second_derivative(layer, head, delta)
-                hvp[(layer, head)] = atp[(layer, head)] + 0.5 * second
+                truth[(layer, head)] = (patched[head] - base).item()
+                hvp[(layer, head)] = atp[(layer, head)] + 0.5 * seconds[head]
         return truth, {"atp": atp, "hvp": hvp}
 
 

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
+from tests.helpers import GOOD, assert_one_line, write_lines
 from tests.test_cli import local_args, run_cli
-from tests.test_robustness import GOOD, assert_one_line, write_lines
 
 BAD_PAIRS = {
     "oov_clean": (

@@ -17,6 +17,7 @@ import pytest
 
 from harness import plots, report
 from tests.conftest import build_tiny_model
+from tests.helpers import local_run_args
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("atp", "actpatch")
@@ -409,3 +410,18 @@ def test_tables_show_the_spearman_interval_and_the_truth_sample():
             ("0.800", "0.700", "0.900", "0.200", "1000"), (8, 14, 14, 17, 7), strict=True
         )
     ]
+
+
+def test_a_method_variant_is_its_own_row(tiny_gpt2, tmp_path, capsys):
+    """``ig`` (32 steps) and ``ig_fast`` (8 steps) are two methods in records and tables."""
+    from tests.test_cli import run_cli
+
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n=2, length=5)
+    args = [*local_run_args(tiny_gpt2, pairs, tmp_path / "results"), "diagnostics=false"]
+    for method in ("ig", "ig_fast"):
+        code, _, err = run_cli([*args, f"method={method}", "circuits=false"], capsys)
+        assert code == 0, err
+    results = report.collect(tmp_path / "results").results
+    assert sorted(results["method"]) == ["ig", "ig_fast"]
+    (table,) = report.table_frames(results).values()
+    assert sorted(table["method"]) == ["ig", "ig_fast"]

@@ -21,8 +21,8 @@ import pytest
 
 from harness import storage
 from harness.errors import HarnessError
+from tests.helpers import GOOD, assert_one_line, write_lines
 from tests.test_cli import local_args, run_cli
-from tests.test_robustness import GOOD, assert_one_line, write_lines
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -246,3 +246,19 @@ def test_read_only_results_dir_is_one_line(tiny_gpt2, tmp_path):
     for line in (single, multi):
         assert_one_line(2, line, f"results_dir {str(mount)!r} is not writable", "Read-only")
     assert proc.returncode == 2
+
+
+def test_atomic_write_leaves_no_temp_file_when_interrupted(tmp_path, monkeypatch):
+    from harness import storage
+
+    target = tmp_path / "out" / "summary.json"
+    storage.atomic_write_json(target, {"a": 1})
+
+    def interrupted(*_args):
+        raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr(storage.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        storage.atomic_write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 1}  # the old file is intact
+    assert sorted(p.name for p in target.parent.iterdir()) == ["summary.json"]

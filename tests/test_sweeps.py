@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import tracking
+from tests import tracking_reader as wandb_reader
 from tests.helpers import local_run_args
 from tests.test_report import REPO, harness_env, run_harness, write_pairs
 
@@ -59,8 +59,8 @@ def test_joblib_sweep_one_wandb_run_per_job(tmp_path, tiny_gpt2):
     assert (sweep / "multirun.yaml").exists()
 
     runs = [
-        tracking.read_offline_run(path, wait_s=30)
-        for path in tracking.find_offline_runs(tmp_path / "results" / "wandb")
+        wandb_reader.read_offline_run(path, wait_s=30)
+        for path in wandb_reader.find_offline_runs(tmp_path / "results" / "wandb")
     ]
     assert sorted(r["run"]["id"] for r in runs) == sorted(s["run_id"] for s in summaries.values())
     for logged in runs:

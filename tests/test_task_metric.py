@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.errors import HarnessError
-from harness.task_metric import check_metric, per_prompt_metric
+from harness.task_metric import check_metric, metric_columns, per_prompt_metric
 from harness.types import PromptBatch
 
 
@@ -28,6 +28,20 @@ def test_logit_diff_reads_last_real_position_and_averages_sets():
     batch = batch_with([[4, -1], [0, 4]], [[1, 2], [1, -1]], [1, 2])
     values = per_prompt_metric(logits, batch, "logit_diff")
     assert values.tolist() == [4.0 - 1.5, 3.5 - 1.0]
+
+
+def test_logit_diff_on_the_columns_it_reads_equals_the_full_vocabulary():
+    """A pass that builds only the answer/wrong columns scores the same (answer sets, padding,
+    ids shared between prompts, copies)."""
+    torch.manual_seed(0)
+    logits = torch.randn(6, 1, 50)
+    batch = batch_with([[4, -1], [0, 4], [7, 7]], [[1, 2], [1, -1], [49, -1]], [0, 0, 0])
+    columns, reindexed = metric_columns(batch, "logit_diff")
+    assert columns.tolist() == [0, 1, 2, 4, 7, 49]
+    full = per_prompt_metric(logits, batch, "logit_diff", copies=2)
+    narrow = per_prompt_metric(logits[..., columns], reindexed, "logit_diff", copies=2)
+    assert torch.equal(full, narrow)
+    assert metric_columns(batch, "logprob") == (None, batch)  # normalizes over the vocabulary
 
 
 def test_logprob_is_log_of_answer_set_probability():

@@ -1,5 +1,5 @@
 """W&B tracking: a real offline W&B run mirrored from a real run record, read back from the
-binary ``.wandb`` file with :func:`harness.tracking.read_offline_run`."""
+binary ``.wandb`` file with :func:`harness.wandb_reader.read_offline_run`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 from harness import tracking
 from harness.run import main as run_main
+from tests import tracking_reader as wandb_reader
 from tests.helpers import local_run_args
 from tests.test_report import write_pairs
 
@@ -67,14 +68,14 @@ def assert_summary_matches(logged: dict, summary: dict) -> None:
     assert metrics and {"spearman", "mae", "wall_s", "n_forward"} <= set(metrics)
     for key, value in metrics.items():
         assert key in logged, key
-        assert tracking.same_value(value, logged[key]), (key, value, logged[key])
+        assert wandb_reader.same_value(value, logged[key]), (key, value, logged[key])
 
 
 def test_cli_run_logs_its_record_offline(cli_run):
     run_dir = the_run_dir(cli_run)
     summary = json.loads((run_dir / "summary.json").read_text())
-    (wandb_file,) = tracking.find_offline_runs(cli_run / "wandb")
-    logged = tracking.read_offline_run(wandb_file, wait_s=30)
+    (wandb_file,) = wandb_reader.find_offline_runs(cli_run / "wandb")
+    logged = wandb_reader.read_offline_run(wandb_file, wait_s=30)
     assert_summary_matches(logged["summary"], summary)
     assert logged["exit_code"] == 0
     assert logged["run"]["id"] == summary["run_id"]
@@ -93,8 +94,8 @@ def test_log_run_table_figures_and_names(cli_run, tmp_path):
     estimates = pd.read_parquet(run_dir / "estimates.parquet")
     job = {"sweep": "12-00-00", "overrides": ["model=local", "method=atp"], "num": 3}
     tracking.log_run(run_dir, {**WANDB, "dir": str(tmp_path / "wb")}, job)
-    (wandb_file,) = tracking.find_offline_runs(tmp_path / "wb")
-    logged = tracking.read_offline_run(wandb_file, wait_s=30)
+    (wandb_file,) = wandb_reader.find_offline_runs(tmp_path / "wb")
+    logged = wandb_reader.read_offline_run(wandb_file, wait_s=30)
     assert logged["run"]["group"] == "12-00-00"
     assert logged["run"]["name"] == "model=local,method=atp"
     assert logged["run"]["tags"] == ["test"]
@@ -117,8 +118,8 @@ def test_failed_job_is_marked_failed(cli_run, tmp_path, capsys):
     shutil.copytree(the_run_dir(cli_run) / ".hydra", failed / ".hydra")
     job = {"sweep": "s", "overrides": ["method=atp"], "num": 0}
     tracking.log_failure(failed, {**WANDB, "dir": str(tmp_path / "wb")}, job, "boom: no memory")
-    (wandb_file,) = tracking.find_offline_runs(tmp_path / "wb")
-    logged = tracking.read_offline_run(wandb_file, wait_s=30)
+    (wandb_file,) = wandb_reader.find_offline_runs(tmp_path / "wb")
+    logged = wandb_reader.read_offline_run(wandb_file, wait_s=30)
     assert logged["exit_code"] == 1
     assert logged["summary"]["error"] == "boom: no memory"
     assert logged["summary"]["status"] == "failed"
@@ -163,8 +164,8 @@ def test_read_offline_run_spans_blocks(tmp_path):
         run.log({"loss": 1.0 / (step + 1), "step_text": f"s{step}"})
     run.summary["final"] = float("nan")
     run.finish()
-    (wandb_file,) = tracking.find_offline_runs(tmp_path)
-    logged = tracking.read_offline_run(wandb_file, wait_s=30)
+    (wandb_file,) = wandb_reader.find_offline_runs(tmp_path)
+    logged = wandb_reader.read_offline_run(wandb_file, wait_s=30)
     assert wandb_file.stat().st_size > 3 * 32 * 1024
     assert logged["config"]["big"] == big and logged["config"]["nested"] == {"a": [1, 2]}
     assert len(logged["history"]) == 400
@@ -179,7 +180,7 @@ def test_read_offline_run_rejects_other_files(tmp_path):
     path = tmp_path / "run-x.wandb"
     path.write_bytes(b"not a wandb file at all")
     with pytest.raises(ValueError, match="not a W&B run file"):
-        tracking.read_offline_run(path)
+        wandb_reader.read_offline_run(path)
 
 
 def test_online_without_credentials_falls_back_to_offline(cli_run, tmp_path, monkeypatch, capsys):
@@ -189,8 +190,8 @@ def test_online_without_credentials_falls_back_to_offline(cli_run, tmp_path, mon
     job = {"sweep": None, "overrides": [], "num": 0}
     tracking.log_run(the_run_dir(cli_run), {**WANDB, "mode": "online", "dir": str(tmp_path)}, job)
     assert "logging offline" in capsys.readouterr().err
-    (wandb_file,) = tracking.find_offline_runs(tmp_path)
-    assert tracking.read_offline_run(wandb_file, wait_s=30)["exit_code"] == 0
+    (wandb_file,) = wandb_reader.find_offline_runs(tmp_path)
+    assert wandb_reader.read_offline_run(wandb_file, wait_s=30)["exit_code"] == 0
 
 
 def test_large_estimates_table_keeps_the_largest_effects(cli_run, tmp_path, monkeypatch, capsys):
@@ -201,8 +202,8 @@ def test_large_estimates_table_keeps_the_largest_effects(cli_run, tmp_path, monk
     job = {"sweep": None, "overrides": [], "num": 0}
     tracking.log_run(run_dir, {**WANDB, "dir": str(tmp_path)}, job)
     assert "W&B table holds the 5 of" in capsys.readouterr().err
-    (wandb_file,) = tracking.find_offline_runs(tmp_path)
-    (step,) = tracking.read_offline_run(wandb_file, wait_s=30)["history"]
+    (wandb_file,) = wandb_reader.find_offline_runs(tmp_path)
+    (step,) = wandb_reader.read_offline_run(wandb_file, wait_s=30)["history"]
     table = json.loads((wandb_file.parent / "files" / step["estimates"]["path"]).read_text())
     truth = table["columns"].index("truth")
     largest = pd.read_parquet(run_dir / "estimates.parquet")["truth"].abs().nlargest(5)

@@ -8,7 +8,7 @@ Cost: two unpatched forward passes plus the patched copies (many per pass, each 
 component's layer; :func:`harness.patching.patch_effects`); no backward pass. In a run, the
 ground truth computed for the same components is read instead (``reads_truth`` in the
 summary; the run reports the truth's cost as the method's).
-Proved by: tests/methods/test_actpatch.py (patching a run with its own activations changes
+Proved by: tests/test_patching.py (patching a run with its own activations changes
 nothing; patching every position of the first residual stream reproduces the source run; the
 batched engine equals one forward pass per component).
 """
@@ -23,6 +23,8 @@ from harness.patching import collect_activations, patch_effects, site_names
 
 class ActivationPatching(Method):
     """Exact activation patching of each component, batched."""
+
+    bound = None  # exact: the estimate is the truth itself, no interval to measure
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         cost = per_component_cost(len(ctx.components), 1, FORWARD)

@@ -22,7 +22,7 @@ from harness.patching import collect_activations, metric_gradients, site_names
 class AttributionPatching(Method):
     """First-order attribution patching."""
 
-    bound = "atp"
+    bound = "atp"  # the estimate is f'(0)
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         return CostEstimate(2 * FORWARD + BACKWARD, "2 forwards and 1 backward")

@@ -61,6 +61,7 @@ from harness.methods.base import Method, MethodOutput
 from harness.patching import (
     Activations,
     collect_activations,
+    copy_patch_hook,
     full_batches,
     metric_gradients,
     pass_row_bytes,
@@ -72,27 +73,6 @@ from harness.types import Component
 _QKV = ("q", "k", "v")
 
 
-def attention_hook(ctx: AttributionContext, layer: int, kind: str) -> str:
-    """TransformerLens name of an attention hook (q, k, v, z, attn_scores, pattern) of a layer.
-
-    TransformerLens-specific (belongs in harness/adapter.py): hook_q is [batch, pos, head,
-    d_head], hook_k/hook_v [batch, pos, kv_head, d_head], hook_attn_scores (after scale, mask
-    and soft-capping) and hook_pattern [batch, head, q_pos, k_pos].
-    """
-    name = f"blocks.{layer}.attn.hook_{kind}"
-    ctx.model.hook_point(name)  # one-line HarnessError if the model lacks it
-    return name
-
-
-def block_hooks(ctx: AttributionContext, layer: int) -> tuple[str, str]:
-    """TransformerLens names of the residual stream entering and leaving block ``layer``
-    (TransformerLens-specific, belongs in harness/adapter.py)."""
-    pre, post = f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_post"
-    ctx.model.hook_point(pre)
-    ctx.model.hook_point(post)
-    return pre, post
-
-
 class AtPStar(Method):
     """AtP with the QK fix for head components and optional GradDrop ranking scores."""
 
@@ -100,6 +80,11 @@ class AtPStar(Method):
     class Options:
         qk_fix: bool = True
         graddrop: bool = False
+
+    bound = None  # the QK fix moves head estimates off f'(0)
+
+    def error_bound(self) -> str | None:
+        return None if self.options.qk_fix else "atp"  # without the fix it is AtP
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         cost = 2 * FORWARD + BACKWARD
@@ -114,7 +99,7 @@ class AtPStar(Method):
         head_layers = []
         if self.config["qk_fix"]:
             head_layers = sorted({c.layer for c in ctx.components if c.site == "head"})
-        qkv = [attention_hook(ctx, layer, kind) for layer in head_layers for kind in _QKV]
+        qkv = [ctx.model.attention_hook_name(layer, kind) for layer in head_layers for kind in _QKV]
         _, source = collect_activations(ctx, ctx.source_tokens, names + qkv)
         _, base, grads = metric_gradients(ctx, ctx.base_tokens, names)
         deltas = {name: source[name] - base[name] for name in names}
@@ -139,19 +124,19 @@ def qk_fixed_deltas(
     _, extra = collect_activations(
         ctx,
         ctx.base_tokens,
-        [attention_hook(ctx, layer, kind) for layer in layers for kind in kinds],
+        [ctx.model.attention_hook_name(layer, kind) for layer in layers for kind in kinds],
     )
     patched = _patched_head_passes(ctx, layers, base, source)
     out: Activations = {}
     for layer in layers:
-        z_name = attention_hook(ctx, layer, "z")
+        z_name = ctx.model.attention_hook_name(layer, "z")
         z = base[z_name]
         z_query, z_value, scores_key = patched[layer]
-        values = extra[attention_hook(ctx, layer, "v")]
+        values = extra[ctx.model.attention_hook_name(layer, "v")]
         values = values.repeat_interleave(z.shape[2] // values.shape[2], dim=2)
         key_term = _key_term(
-            extra[attention_hook(ctx, layer, "pattern")],
-            extra[attention_hook(ctx, layer, "attn_scores")],
+            extra[ctx.model.attention_hook_name(layer, "pattern")],
+            extra[ctx.model.attention_hook_name(layer, "attn_scores")],
             scores_key,
             values,
             z,
@@ -194,41 +179,32 @@ def _patched_head_passes(
     sees base inputs.
     """
     copies = 3
+    row_cost = pass_row_bytes(ctx, "forward", fast=False)
+    plan = chunk_plan(ctx, copies, row_cost, "atp_star qk fix", together=True)
     parts: dict[int, list[list[torch.Tensor]]] = {layer: [[], [], []] for layer in layers}
-    for rows in ctx.prompt_chunks(max(1, ctx.batch_size // copies)):
+    for rows in ctx.prompt_chunks(plan.prompt_rows):
         m = rows.stop - rows.start
         store: dict[str, torch.Tensor] = {}
         hooks = []
         for layer in layers:
             for copy, kind in ((0, "q"), (1, "v"), (2, "k")):
-                name = attention_hook(ctx, layer, kind)
-                hooks.append((name, _set_copy_hook(copy, copies, source[name][rows])))
+                name = ctx.model.attention_hook_name(layer, kind)
+                hooks.append((name, copy_patch_hook([(copy, ())], source[name][rows], m)))
             for kind in ("attn_scores", "z"):
-                name = attention_hook(ctx, layer, kind)
+                name = ctx.model.attention_hook_name(layer, kind)
                 reset = base[name][rows] if kind == "z" else None
                 hooks.append((name, _read_hook(store, name, copies, reset)))
         with torch.no_grad():
             ctx.model.run(ctx.base_tokens[rows].repeat(copies, 1), hooks)
         ctx.cost.forward(copies * m)
         for layer in layers:
-            z_name = attention_hook(ctx, layer, "z")
+            z_name = ctx.model.attention_hook_name(layer, "z")
             z = store[z_name].view(copies, m, *base[z_name].shape[1:])
-            scores = store[attention_hook(ctx, layer, "attn_scores")]
+            scores = store[ctx.model.attention_hook_name(layer, "attn_scores")]
             scores = scores.view(copies, m, *scores.shape[1:])
             for slot, value in enumerate((z[0], z[1], scores[2])):
                 parts[layer][slot].append(value)
     return {layer: tuple(torch.cat(p) for p in parts[layer]) for layer in layers}
-
-
-def _set_copy_hook(copy: int, copies: int, value: torch.Tensor):
-    """A hook writing ``value`` [m, ...] into copy ``copy`` of ``copies`` stacked copies."""
-
-    def hook(act: torch.Tensor, hook: object) -> torch.Tensor:
-        out = act.clone()
-        out.view(copies, value.shape[0], *act.shape[1:])[copy] = value.to(act.dtype)
-        return out
-
-    return hook
 
 
 def _read_hook(store: dict[str, torch.Tensor], name: str, copies: int, reset: torch.Tensor | None):
@@ -287,7 +263,7 @@ def _dropped_gradients(
     pre: dict[int, torch.Tensor] = {}
     block_of = {}
     for copy, layer in enumerate(dropped):
-        pre_name, post_name = block_hooks(ctx, layer)
+        pre_name, post_name = ctx.model.block_hook_names(layer)
         block_of[pre_name] = ("pre", copy, layer)
         block_of[post_name] = ("post", copy, layer)
 
@@ -313,8 +289,11 @@ def _dropped_gradients(
     hooked = list(dict.fromkeys(list(names) + list(block_of)))
     tokens = ctx.base_tokens[rows].repeat(copies, 1)
     with torch.enable_grad():
-        logits = ctx.model.run(tokens, [(name, make_hook(name)) for name in hooked])
-        per_prompt = per_prompt_metric(logits, ctx.batch.select(rows), ctx.metric, copies)
+        sub = ctx.batch.select(rows)
+        logits = ctx.model.run(
+            tokens, [(name, make_hook(name)) for name in hooked], read_pos=sub.last.repeat(copies)
+        )
+        per_prompt = per_prompt_metric(logits, sub, ctx.metric, copies)
         inputs = [eps[name] for name in names]
         grads = torch.autograd.grad(per_prompt.sum() / n, inputs, allow_unused=True)
     ctx.cost.forward(tokens.shape[0])

@@ -38,8 +38,15 @@ class Method(Plugin, ABC):
 
     axis: ClassVar[str] = "method"
     bound: ClassVar[str | None] = None
-    """Which error bound of :mod:`harness.diagnostics` brackets this method's estimate
-    (``"atp"``, ``"hvp"`` or None)."""
+    """Which error bound of :mod:`harness.diagnostics` brackets this method's estimate:
+    ``"atp"`` (the estimate is f'(0)), ``"hvp"`` (f'(0) + f''(0) / 2) or None (neither). Every
+    method declares it in its own class body; :meth:`error_bound` refines it by option.
+    tests/methods/test_contract.py checks both against each method's estimates."""
+
+    def error_bound(self) -> str | None:
+        """The bound that brackets the estimate under this instance's options (default:
+        :attr:`bound`); the diagnostics report its ``bound_coverage`` and ``bound_width``."""
+        return self.bound
 
     @abstractmethod
     def estimate(self, ctx: AttributionContext) -> MethodOutput:

@@ -49,6 +49,11 @@ class HessianVectorProduct(Method):
     class Options:
         mode: str = one_of("exact", MODES)
 
+    bound = "hvp"  # mode exact: the estimate is f'(0) + f''(0) / 2, the HVP interval's centre
+
+    def error_bound(self) -> str | None:
+        return "hvp" if self.options.mode == "exact" else None  # shared adds cross terms
+
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         if self.config["mode"] == "shared":
             sites = len(site_names(ctx.components))
@@ -91,8 +96,10 @@ def shared_terms(
             return hook
 
         with torch.enable_grad():
-            logits = ctx.model.run(ctx.base_tokens[rows], [(k, make_hook(k)) for k in names])
-            total = per_prompt_metric(logits, ctx.batch.select(rows), ctx.metric).sum() / n
+            sub = ctx.batch.select(rows)
+            hooks = [(k, make_hook(k)) for k in names]
+            logits = ctx.model.run(ctx.base_tokens[rows], hooks, read_pos=sub.last)
+            total = per_prompt_metric(logits, sub, ctx.metric).sum() / n
             grads = torch.autograd.grad(total, [eps[k] for k in names], create_graph=True)
             for name, grad in zip(names, grads, strict=True):
                 d = source[name][rows].to(grad.dtype) - base[name]

@@ -52,7 +52,7 @@ from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
 from harness.methods.ms_hvp import check_steps
 from harness.patching import Activations, collect_activations, pass_row_bytes, site_names
-from harness.second_order import path_derivatives
+from harness.second_order import path_derivatives_at
 from harness.task_metric import per_prompt_metric
 
 PATHS = ("component", "joint")
@@ -66,6 +66,8 @@ class IntegratedGradients(Method):
         path: str = one_of("component", PATHS)
         steps: int = bounded(32, POSITIVE_INT)
         integration: str = one_of("gausslegendre", SUPPORTED_METHODS)  # captum's rules
+
+    bound = None  # a quadrature of f' over the path: neither f'(0) nor the HVP estimate
 
     def validate(self) -> None:
         if self.options.integration in SUPPORTED_RIEMANN_METHODS:  # two points or more
@@ -86,7 +88,7 @@ class IntegratedGradients(Method):
         return self._joint(ctx)
 
     def _component(self, ctx: AttributionContext) -> torch.Tensor:
-        steps, count = self.config["steps"], len(ctx.components)
+        steps = self.config["steps"]
         weights_fn, alphas_fn = approximation_parameters(self.config["integration"])
         weights = torch.tensor(weights_fn(steps), dtype=torch.float64)
         # captum's alpha runs from the baseline (source) to the input (base): t = 1 - alpha.
@@ -94,16 +96,10 @@ class IntegratedGradients(Method):
         names = site_names(ctx.components)
         _, base = collect_activations(ctx, ctx.base_tokens, names)
         _, source = collect_activations(ctx, ctx.source_tokens, names)
-        grads, _ = path_derivatives(
-            ctx,
-            list(ctx.components) * steps,
-            base,
-            source,
-            t=t.repeat_interleave(count),
-            second=False,
-            desc="integrated gradients",
+        grads, _ = path_derivatives_at(
+            ctx, ctx.components, base, source, t, second=False, desc="integrated gradients"
         )
-        return (weights[:, None] * grads.view(steps, count)).sum(dim=0)
+        return (weights[:, None] * grads).sum(dim=0)
 
     def _joint(self, ctx: AttributionContext) -> MethodOutput:
         n = ctx.batch.n
@@ -163,8 +159,11 @@ def _site_patched_sum(
 ) -> float:
     """Sum over the chunk's prompts of the metric with the whole site ``name`` from source."""
     value = source[name][rows]
+    sub = ctx.batch.select(rows)
     with torch.no_grad():
-        logits = ctx.model.run(ctx.base_tokens[rows], [(name, lambda act, hook: value)])
+        logits = ctx.model.run(
+            ctx.base_tokens[rows], [(name, lambda act, hook: value)], read_pos=sub.last
+        )
     ctx.cost.forward(rows.stop - rows.start)
-    metric = per_prompt_metric(logits, ctx.batch.select(rows), ctx.metric)
+    metric = per_prompt_metric(logits, sub, ctx.metric)
     return metric.double().sum().item()

@@ -43,7 +43,7 @@ from harness.context import AttributionContext
 from harness.cost import PER_PATH_POINT, CostEstimate, per_component_cost
 from harness.methods.base import Method, MethodOutput
 from harness.patching import collect_activations, site_names
-from harness.second_order import path_derivatives
+from harness.second_order import path_derivatives_at
 
 MAX_STEPS = 200
 """Largest Gauss rule built in float64 (the modified moments underflow beyond about 250)."""
@@ -100,29 +100,24 @@ class IntegratedHessians(Method):
     class Options:
         steps: int = bounded(32, Range(lo=1, hi=MAX_STEPS, integer=True))
 
+    bound = None  # a weighted quadrature of f' and f'': neither f'(0) nor the HVP estimate
+
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         steps = self.config["steps"]
         cost = per_component_cost(len(ctx.components), steps, PER_PATH_POINT)
         return CostEstimate(cost, f"{steps} forward/backward/HVP points per component")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
-        steps, count = int(self.config["steps"]), len(ctx.components)
+        steps = int(self.config["steps"])
         names = site_names(ctx.components)
         _, base = collect_activations(ctx, ctx.base_tokens, names)
         _, source = collect_activations(ctx, ctx.source_tokens, names)
         nodes, weights = log_weight_gauss_rule(steps)
         # one entry per (node, component): every evaluation packs into the same batched passes
-        first, second = path_derivatives(
-            ctx,
-            list(ctx.components) * steps,
-            base,
-            source,
-            t=nodes.repeat_interleave(count),
-            desc="integrated hessians",
+        first, second = path_derivatives_at(
+            ctx, ctx.components, base, source, nodes, desc="integrated hessians"
         )
-        gradient_term, hessian_term = self_interaction(
-            first.view(steps, count), second.view(steps, count), nodes, weights
-        )
+        gradient_term, hessian_term = self_interaction(first, second, nodes, weights)
         return MethodOutput(
             estimates=gradient_term + hessian_term,
             columns={"ih_gradient_term": gradient_term, "ih_hessian_term": hessian_term},

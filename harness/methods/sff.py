@@ -7,8 +7,8 @@ Estimates: AtP's g_c . d_c for every component (screen); a reliability score
 second-order steps along that path) or ``actpatch`` (exact activation patching of the flagged
 components, so their error is zero). Unflagged components keep their AtP estimate. Sign: that of
 the true effect L(patched) - L(unpatched) (noising: clean run, corrupt values patched in).
-Source: the Screen-Flag-Fix protocol of this harness's study (../shared/NOTES.md); which fix is
-cheaper at equal accuracy is what the harness measures.
+Source: the Screen-Flag-Fix protocol of this harness's study; which fix is cheaper at equal
+accuracy is what the harness measures (docs/sff_comparison.md).
 Default score ``delta_norm``: it costs nothing beyond AtP, and on the zoo's 20 (model, task)
 pairs it ranked AtP's unreliable components with AUROC 0.77 against 0.57 for
 ``grad_disagreement`` (``curvature_ratio``: 0.86, at the price of an HVP pass over every
@@ -49,6 +49,8 @@ class ScreenFlagFix(Method):
         threshold: float | None = bounded(None, Range(), optional=True)
         fix: str = one_of("hvp", FIXES)
         steps: int = bounded(8, POSITIVE_INT)
+
+    bound = None  # AtP on some components, the fix on others: no one interval brackets both
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         cfg, count = self.config, len(ctx.components)

@@ -163,16 +163,15 @@ def _dequantizable(qtype: object) -> bool:
 def _transformers_architecture(path: Path, gguf_arch: str) -> str:
     """The ``*ForCausalLM`` class a GGUF architecture becomes, checked against transformers' GGUF
     loader and TransformerBridge's adapters (one-line error naming the architecture)."""
-    from transformer_lens.factories.architecture_adapter_factory import (
-        ArchitectureAdapterFactory,
-    )
     from transformers.modeling_gguf_pytorch_utils import (
         GGUF_SUPPORTED_ARCHITECTURES,
         load_gguf_checkpoint,
     )
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    bridge_archs = ArchitectureAdapterFactory._adapters  # noqa: SLF001 - TL's own registry
+    from harness.adapter import bridge_architectures
+
+    bridge_archs = bridge_architectures()
     try:
         parsed = load_gguf_checkpoint(str(path), return_tensors=False)
     except ValueError as err:
@@ -260,9 +259,9 @@ def _convert(info: GGUFInfo, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.adapter import _quiet_transformers
+    from harness.adapter import quiet_transformers
 
-    _quiet_transformers()
+    quiet_transformers()
     where, name = str(info.path.parent), info.path.name
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # the GGUF loader's own progress bar

@@ -109,7 +109,7 @@ def hub_or_offline_snapshot(model_cfg: Mapping[str, Any], repo_id: str) -> Path:
     an ``offline`` source, its fetched copy (:mod:`harness.models.fetch`), or a one-line error
     naming the ``harness-fetch`` command when that is not fetched either."""
     try:
-        return hub_snapshot(repo_id, model_cfg.get("revision"))
+        return hub_snapshot(repo_id, model_cfg.get("revision"), bool(model_cfg.get("gated")))
     except HarnessError as err:
         if not model_cfg.get("offline"):
             raise
@@ -151,10 +151,12 @@ def check_causal_lm_folder(folder: Path) -> None:
         raise HarnessError(f"model.path {str(folder)!r} has no tokenizer files beside the weights")
 
 
-def hub_snapshot(repo_id: str, revision: str | None = None) -> Path:
+def hub_snapshot(repo_id: str, revision: str | None = None, gated: bool = False) -> Path:
     """The local snapshot of a hub model (downloaded when online; safetensors and tokenizer
-    files only). Offline and not cached: a one-line error naming the model."""
+    files only). Offline and not cached: a one-line error naming the model, and for a gated
+    repo (``gated`` in its model config, or the hub answering so) what downloading it needs."""
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError
 
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     try:
@@ -163,6 +165,13 @@ def hub_snapshot(repo_id: str, revision: str | None = None) -> Path:
         )
     except Exception as err:  # noqa: BLE001 - every hub failure becomes one line
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if gated or isinstance(err, GatedRepoError):
+            raise HarnessError(
+                f"hub model {repo_id!r} is gated and not in the local Hugging Face cache: accept "
+                f"its licence on https://huggingface.co/{repo_id} and log in with a Hugging Face "
+                f"token (`hf auth login` or HF_TOKEN) on a machine that can reach the hub, then "
+                f"run again ({type(err).__name__}: {reason[:160]})"
+            ) from None
         raise HarnessError(
             f"hub model {repo_id!r} is not in the local Hugging Face cache and could not be "
             f"downloaded ({type(err).__name__}: {reason[:160]})"

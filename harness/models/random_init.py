@@ -4,8 +4,8 @@ The harness ships the ``config.json`` of each hub model it names in ``conf/model
 ``harness/models/arch/<slug>.json``. :func:`build_random_model` builds that architecture (with
 ``model.arch_overrides`` applied on top, e.g. fewer layers for a quick test) with transformers'
 own initialisation, seeded from the run's seed, directly on the target device and in the target
-dtype (an 8B model never passes through CPU memory in float32), and boots it through the same
-``TransformerBridge.boot_transformers`` the loader uses, handing it the built model.
+dtype (an 8B model never passes through CPU memory in float32), and boots it through the loader's
+:func:`harness.adapter.boot_bridge`, handing it the built model.
 
 Tokenizer: the hub model's own tokenizer from the local Hugging Face cache when it is there,
 otherwise the zoo's toy word-level tokenizer (the one every zoo model ships,
@@ -131,15 +131,14 @@ def _boot(
     config: Mapping[str, Any], name: str, device: str, dtype: torch.dtype, seed: int, tokenizer
 ):
     """Build the HF model of ``config`` on ``device`` in ``dtype`` and boot a bridge on it."""
-    from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoModelForCausalLM
 
-    from harness.adapter import _quiet_transformers
+    from harness.adapter import boot_bridge, quiet_transformers
 
     hf_cfg = hf_config(config)
     hf_cfg.output_attentions = True  # as boot_transformers loads configs
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    _quiet_transformers()
+    quiet_transformers()
     devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
     with torch.random.fork_rng(devices=devices), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -149,10 +148,4 @@ def _boot(
                 hf_cfg, dtype=dtype, attn_implementation="eager"
             )
         hf_model.eval()
-        bridge = TransformerBridge.boot_transformers(
-            str(name), device=device, dtype=dtype, tokenizer=tokenizer, hf_model=hf_model
-        )
-    bridge.eval()
-    for param in bridge.parameters():
-        param.requires_grad_(False)
-    return bridge
+        return boot_bridge(str(name), device, dtype, hf_model=hf_model, tokenizer=tokenizer)

@@ -59,46 +59,42 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 0
     threads: int = 2
+    layers: int = 4  # the zoo's depth; other depths are saved as <slug>-<layers>l (depth series)
 
 
-def model_config(slug: str, vocab_size: int, bos: int, eos: int, pad: int) -> Any:
-    """The HF config of one zoo model: 4 layers, d_model 64, 4 heads, n_ctx 64, no dropout."""
+def model_config(slug: str, vocab_size: int, bos: int, eos: int, pad: int, layers: int = 4) -> Any:
+    """The HF config of one zoo model: ``layers`` layers (4 in the zoo), d_model 64, 4 heads,
+    n_ctx 64, no dropout."""
     import transformers as tf
 
     ids = {"bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad}
-    d, layers, heads = 64, 4, 4
+    d, heads = 64, 4
     if slug == "toy-gpt2":
         return tf.GPT2Config(
             vocab_size=vocab_size, n_positions=N_CTX, n_embd=d, n_layer=layers, n_head=heads,
             n_inner=4 * d, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
             tie_word_embeddings=False, **ids,
         )  # fmt: skip
+    # the families named as transformers names them (every one but GPT-2)
+    common = dict(
+        vocab_size=vocab_size, max_position_embeddings=N_CTX, hidden_size=d,
+        num_hidden_layers=layers, num_attention_heads=heads, **ids,
+    )  # fmt: skip
+    gqa = dict(num_key_value_heads=2, intermediate_size=2 * d)  # grouped-query attention
     if slug == "toy-pythia":
         return tf.GPTNeoXConfig(
-            vocab_size=vocab_size, max_position_embeddings=N_CTX, hidden_size=d,
-            num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=4 * d,
-            rotary_pct=0.25, use_parallel_residual=True, tie_word_embeddings=False,
-            hidden_dropout=0.0, attention_dropout=0.0, **ids,
+            intermediate_size=4 * d, rotary_pct=0.25, use_parallel_residual=True,
+            tie_word_embeddings=False, hidden_dropout=0.0, attention_dropout=0.0, **common,
         )  # fmt: skip
     if slug == "toy-llama":
-        return tf.LlamaConfig(
-            vocab_size=vocab_size, max_position_embeddings=N_CTX, hidden_size=d,
-            num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=2,
-            intermediate_size=2 * d, tie_word_embeddings=False, **ids,
-        )  # fmt: skip
+        return tf.LlamaConfig(tie_word_embeddings=False, **gqa, **common)
     if slug == "toy-gemma2":
         return tf.Gemma2Config(
-            vocab_size=vocab_size, max_position_embeddings=N_CTX, hidden_size=d,
-            num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=2,
-            head_dim=d // heads, intermediate_size=2 * d, query_pre_attn_scalar=d // heads,
-            sliding_window=N_CTX, tie_word_embeddings=True, **ids,
+            head_dim=d // heads, query_pre_attn_scalar=d // heads, sliding_window=N_CTX,
+            tie_word_embeddings=True, **gqa, **common,
         )  # fmt: skip
     if slug == "toy-qwen2":
-        return tf.Qwen2Config(
-            vocab_size=vocab_size, max_position_embeddings=N_CTX, hidden_size=d,
-            num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=2,
-            intermediate_size=2 * d, tie_word_embeddings=True, **ids,
-        )  # fmt: skip
+        return tf.Qwen2Config(tie_word_embeddings=True, **gqa, **common)
     raise ValueError(f"unknown zoo model {slug!r}; accepted: {', '.join(SLUGS)}")
 
 
@@ -276,7 +272,12 @@ def train_one(
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     config = model_config(
-        slug, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+        slug,
+        len(tokenizer),
+        tokenizer.bos_token_id,
+        tokenizer.eos_token_id,
+        tokenizer.pad_token_id,
+        layers=cfg.layers,
     )
     model = model_class(slug)(config)
     model.train()
@@ -327,7 +328,7 @@ def train_one(
     acc = evaluate(lambda x: model(x).logits, tokenizer, n=eval_n)
     log(f"{slug}: trained in {seconds:.0f}s; held-out accuracy {json.dumps(acc)}")
 
-    folder = out_dir / slug
+    folder = out_dir / (slug if cfg.layers == 4 else f"{slug}-{cfg.layers}l")
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
@@ -362,8 +363,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--eval-every", type=int, default=0, help="log accuracy every N steps")
     parser.add_argument("--seed", type=int, default=TrainConfig.seed, help="initialisation seed")
+    parser.add_argument(
+        "--layers", type=int, default=TrainConfig.layers, help="depth (not 4: saved as SLUG-Nl)"
+    )
     args = parser.parse_args(argv)
-    cfg = TrainConfig(steps=args.steps, eval_every=args.eval_every, seed=args.seed)
+    cfg = TrainConfig(
+        steps=args.steps, eval_every=args.eval_every, seed=args.seed, layers=args.layers
+    )
     results = [train_one(slug, args.out, cfg) for slug in (args.only or SLUGS)]
     print(json.dumps(results, indent=2))
     return 0

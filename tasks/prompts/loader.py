@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.config import POSITIVE_INT
 from harness.errors import HarnessError
 from harness.tasks import Task
 from harness.types import PromptPair
@@ -108,7 +109,7 @@ class PromptsTask(Task):
         pairs = read_pairs(self.path)
         if n is None:
             return pairs
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if not POSITIVE_INT.accepts(n):
             raise HarnessError(f"number of prompt pairs must be a positive integer, got {n!r}")
         if n > len(pairs):
             raise HarnessError(

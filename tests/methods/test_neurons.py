@@ -10,7 +10,7 @@ from harness.components import enumerate_components
 from harness.context import AttributionContext
 from harness.methods.base import make_method
 from harness.models.loader import load_model
-from harness.patching import collect_activations, patch_effects_full, site_names
+from harness.patching import collect_activations, patch_effects, site_names
 from harness.tasks import load_task, tokenize_pairs
 from harness.types import Component
 
@@ -49,7 +49,7 @@ def neuron_context():
     ctx = _ctx(loaded, batch, picks)
     base_metric, _ = collect_activations(ctx, ctx.base_tokens, [])
     _, source = collect_activations(ctx, ctx.source_tokens, site_names(picks))
-    truth = patch_effects_full(ctx, picks, source, base_metric)
+    truth = patch_effects(ctx, picks, source, base_metric, fast=False)
     assert truth.abs().max() > 1e-3 and len({c.layer for c in picks}) == 4
     return ctx, truth.cpu()
 

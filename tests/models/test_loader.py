@@ -13,8 +13,8 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.models.loader import ZOO_DIR, check_weights, check_weights_once, load_model, zoo_models
+from tests.helpers import GOOD, assert_one_line, write_lines
 from tests.test_cli import local_args, run_cli
-from tests.test_robustness import assert_one_line
 
 
 def edited_copy(source: Path, folder: Path, **config: object) -> Path:
@@ -103,3 +103,67 @@ def test_random_init_does_not_compare_weights(tiny_gpt2, tmp_path):
     folder = edited_copy(tiny_gpt2, tmp_path / "model", n_layer=4)
     cfg = {"name": "m", "source": "local", "path": str(folder), "random_init": True}
     assert load_model(cfg, "cpu", "float32").adapter.shape.n_layers == 4
+
+
+@pytest.mark.parametrize("model", ["gemma-2-2b", "llama-3.2-1b"])
+def test_gated_hub_model_missing_offline_says_what_it_needs(model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    code, _, err = run_cli([f"model={model}", f"results_dir={tmp_path}"], capsys)
+    assert_one_line(code, err, "is gated and not in the local Hugging Face cache", "licence")
+    assert "token" in err
+
+
+def test_gated_flag_leaves_the_config_hash_alone():
+    from harness.job import config_hash
+
+    config = {"model": {"name": "gemma-2-2b", "path": "google/gemma-2-2b"}, "seed": 0}
+    gated = {**config, "model": {**config["model"], "gated": True}}
+    assert config_hash(gated) == config_hash(config)
+    assert config_hash({**config, "seed": 1}) != config_hash(config)
+
+
+def test_pickle_weights_only_folder_is_refused(tiny_gpt2, tmp_path, capsys):
+    """A folder with pytorch_model.bin (pickle) and no safetensors is refused before loading."""
+    folder = tmp_path / "bin_only"
+    shutil.copytree(tiny_gpt2, folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
+    pairs = write_lines(tmp_path / "pairs.jsonl", [json.dumps(GOOD)])
+    code, _, err = run_cli(local_args(folder, pairs, tmp_path), capsys)
+    assert_one_line(code, err, str(folder), "no *.safetensors weights (only safetensors")
+
+
+CUSTOM_CODE = """import pathlib
+pathlib.Path({marker!r}).write_text("remote code ran")
+from transformers import PretrainedConfig
+class CustomConfig(PretrainedConfig):
+    model_type = "custom-robustness"
+"""
+
+
+def test_remote_code_runs_only_with_trust_remote_code(tiny_gpt2, tmp_path, capsys):
+    folder = tmp_path / "custom"
+    shutil.copytree(tiny_gpt2, folder)
+    marker = tmp_path / "EXECUTED"
+    config = json.loads((folder / "config.json").read_text())
+    config.update(
+        architectures=["CustomForCausalLM"],
+        model_type="custom-robustness",
+        auto_map={
+            "AutoConfig": "configuration_custom.CustomConfig",
+            "AutoModelForCausalLM": "configuration_custom.CustomConfig",
+        },
+    )
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "configuration_custom.py").write_text(CUSTOM_CODE.format(marker=str(marker)))
+    pairs = write_lines(tmp_path / "pairs.jsonl", [json.dumps(GOOD)])
+    args = local_args(folder, pairs, tmp_path)
+
+    code, _, err = run_cli(args, capsys)
+    assert_one_line(code, err, "needs its own Python code", "model.trust_remote_code=true")
+    assert not marker.exists()  # the folder's code never ran
+
+    code, _, _ = run_cli([*args, "model.trust_remote_code=true"], capsys)
+    assert code != 0  # not a supported architecture, but the flag reached transformers
+    assert marker.exists()

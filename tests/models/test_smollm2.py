@@ -3,8 +3,8 @@
 - Per-head activation patching, AtP and the exact HVP correction on natural IOI prompts equal the
   independent float64 implementation of ``tests/test_independent.py`` (plain transformers and
   PyTorch hooks) to 1e-6, for the 9 heads of layer 0 (the most network downstream, so the
-  largest AtP errors) on 2 prompts: the reference runs the whole 30-layer model once per head
-  for patching and twice more for the double backward, so more heads would cost minutes.
+  largest AtP errors) on 2 prompts: the reference stacks one copy of the prompts per head and
+  runs the whole 30-layer model once for patching and once, with its double backward, for f''.
 - Every standard task is solved by the model on its own tokenizer (clean accuracy above chance),
   and a task it cannot do (answers and wrong answers swapped) is flagged ``task_solved: false``.
 """

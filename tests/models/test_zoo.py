@@ -79,3 +79,21 @@ def test_training_is_deterministic(tmp_path):
         torch.use_deterministic_algorithms(deterministic)
     a, b = (tmp_path / o / "toy-llama" / "model.safetensors" for o in ("a", "b"))
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_another_depth_is_saved_beside_the_zoo_name(tmp_path):
+    """--layers N trains the same recipe at depth N into <slug>-<N>l (the depth series)."""
+    import json
+
+    from harness.models.train_zoo import TrainConfig, train_one
+
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        cfg = TrainConfig(steps=1, batch_per_task=2, layers=2)
+        train_one("toy-llama", tmp_path, cfg, log=lambda *a: None, eval_n=4)
+    finally:  # train_one sets these process-wide
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+    config = json.loads((tmp_path / "toy-llama-2l" / "config.json").read_text())
+    assert config["num_hidden_layers"] == 2
+    assert not (tmp_path / "toy-llama").exists()

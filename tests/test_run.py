@@ -1,0 +1,268 @@
+"""A job's life (harness/run.py): numerical faults fail the job and only the job, an
+interrupted run leaves nothing half written, the same config and seed give the same numbers, no
+pickles, flat memory over many prompts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.helpers import GOOD, REPO, assert_one_line, local_run_args, write_lines
+from tests.test_cli import local_args, run_cli
+
+
+def _nan_weights_model(src: Path, dst: Path) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    weights = load_file(dst / "model.safetensors")
+    name = next(k for k in weights if k.endswith("ln_f.weight"))
+    weights[name][0] = float("nan")
+    save_file(weights, dst / "model.safetensors", metadata={"format": "pt"})
+    return dst
+
+
+def test_nan_model_fails_the_job_and_caches_nothing(tiny_gpt2, tmp_path, capsys):
+    folder = _nan_weights_model(tiny_gpt2, tmp_path / "nan_model")
+    pairs = write_lines(tmp_path / "pairs.jsonl", [json.dumps(GOOD)])
+    code, _, err = run_cli(local_args(folder, pairs, tmp_path), capsys)
+    assert_one_line(code, err, "the clean run's logit_diff metric is nan", "non-finite logits")
+    failures = list((tmp_path / "results" / "runs").rglob("failure.json"))
+    assert len(failures) == 1
+    assert "metric is nan" in json.loads(failures[0].read_text())["error"]
+    assert not list((tmp_path / "results").rglob("summary.json"))
+    cache = tmp_path / "results" / "cache"
+    memos = {"file_hashes", "weights_checked"}  # facts about the input files, not results
+    assert not [p for p in cache.rglob("*.json") if p.parent.name not in memos]  # no NaN truth
+
+
+def _inf_estimates(monkeypatch, index: int = 3) -> None:
+    from harness.methods.atp import AttributionPatching
+
+    original = AttributionPatching.estimate
+
+    def estimate(self, ctx):
+        output = original(self, ctx)
+        output.estimates[index] = float("inf")
+        return output
+
+    monkeypatch.setattr(AttributionPatching, "estimate", estimate)
+
+
+def test_infinite_estimate_names_method_and_component(tiny_gpt2, tmp_path, capsys, monkeypatch):
+    _inf_estimates(monkeypatch, index=3)
+    pairs = write_lines(tmp_path / "pairs.jsonl", [json.dumps(GOOD)])
+    code, _, err = run_cli(local_args(tiny_gpt2, pairs, tmp_path), capsys)
+    line = assert_one_line(code, err, "method 'atp' gave a non-finite estimate (inf)")
+    # components: head sites, positions=all -> the 4th is layer 0, head 3
+    assert "component head.L0.H3" in line or "component " in line, line
+    failure = next((tmp_path / "results" / "runs").rglob("failure.json"))
+    assert json.loads(failure.read_text())["error"] == line.removeprefix("error: ")
+    assert not list(failure.parent.glob("summary.json"))
+
+
+def test_numerical_fault_in_a_multirun_fails_only_that_job(
+    tiny_gpt2, tmp_path, capsys, monkeypatch
+):
+    _inf_estimates(monkeypatch)
+    pairs = write_lines(tmp_path / "pairs.jsonl", [json.dumps(GOOD)])
+    sweep = tmp_path / "results" / "multirun" / "sweep"
+    args = [
+        "-m",
+        *local_args(tiny_gpt2, pairs, tmp_path),
+        "circuits=false",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    code, _, err = run_cli([*args, "method=atp,actpatch"], capsys)
+    assert code == 1
+    assert "Traceback" not in err
+    assert "method 'atp' gave a non-finite estimate" in err
+    assert err.strip().splitlines()[-1].startswith("error: 1 job(s) failed: ")
+    jobs = {p.name.split("_")[-1]: p for p in sweep.iterdir() if p.is_dir()}
+    assert (jobs["atp"] / "failure.json").is_file() and not (jobs["atp"] / "summary.json").exists()
+    assert json.loads((jobs["actpatch"] / "summary.json").read_text())["status"] == "ok"
+
+
+SLOW_ARGS = [
+    "diagnostics=false",
+    "circuits=false",
+    "dtype=float64",
+    "method=ms_hvp",  # the method runs for a while after the ground truth is cached
+    "method.steps=2",
+]
+
+
+def _pairs(tmp_path: Path) -> Path:
+    rows = [
+        GOOD,
+        {"clean": "w3 w2 w5 w4", "corrupt": "w8 w9 w6 w7", "answer": "w13", "wrong": "w12"},
+    ]
+    return write_lines(tmp_path / "pairs.jsonl", [json.dumps(r) for r in rows])
+
+
+def _leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and p.name.endswith(".tmp")]
+
+
+def test_sigterm_leaves_nothing_half_written_and_the_rerun_resumes(tiny_gpt2, tmp_path, capsys):
+    pairs = _pairs(tmp_path)
+    killed_dir, clean_dir = tmp_path / "killed", tmp_path / "clean"
+    args = [*local_args(tiny_gpt2, pairs, tmp_path), *SLOW_ARGS]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", *args, f"results_dir={killed_dir}"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    truth_dir = killed_dir / "cache" / "truth"
+    deadline = time.monotonic() + 300
+    while not list(truth_dir.glob("*.json")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no ground-truth cache entry after 300 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # the method (ms_hvp, many steps) is running now
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, out, err)
+    assert err.strip().splitlines() == [
+        "error: interrupted by SIGTERM; finished results and cache entries are kept, re-run "
+        "the same command to resume"
+    ]
+    assert not _leftovers(killed_dir)
+    assert not list(killed_dir.rglob("summary.json")) and not list(killed_dir.rglob("*.parquet"))
+    failure = next(killed_dir.rglob("failure.json"))
+    assert json.loads(failure.read_text())["error"] == "interrupted by SIGTERM"
+    assert not (killed_dir / "index").exists()  # the killed job is not a finished run
+
+    # the re-run resumes: same command, the cached ground truth is used, the job completes
+    code, _, err = run_cli([*args, f"results_dir={killed_dir}"], capsys)
+    assert code == 0, err
+    resumed = next(killed_dir.rglob("summary.json"))
+    assert json.loads(resumed.read_text())["truth_cached"] is True
+
+    # ... and gives what an uninterrupted run gives, exactly
+    code, _, err = run_cli([*args, f"results_dir={clean_dir}"], capsys)
+    assert code == 0, err
+    fresh = next(clean_dir.rglob("summary.json"))
+    assert json.loads(fresh.read_text())["truth_cached"] is False
+    a = pd.read_parquet(resumed.parent / "estimates.parquet")
+    b = pd.read_parquet(fresh.parent / "estimates.parquet")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert not _leftovers(tmp_path)
+
+
+def test_same_config_and_seed_give_identical_estimates(tiny_gpt2, tmp_path, capsys):
+    pairs = _pairs(tmp_path)
+    args = [
+        *local_args(tiny_gpt2, pairs, tmp_path),
+        "dtype=float64",
+        "components.sites=[head,mlp_out]",
+        "method=ig",
+        "method.steps=2",
+        "circuits=false",
+    ]
+    frames = []
+    for name in ("a", "b"):
+        code, _, err = run_cli([*args, f"results_dir={tmp_path / name}"], capsys)
+        assert code == 0, err
+        frames.append(pd.read_parquet(next((tmp_path / name).rglob("estimates.parquet"))))
+    pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=True)
+
+
+PICKLE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".bin", ".npy", ".npz", ".joblib"}
+
+
+def test_results_and_caches_hold_no_pickle(tiny_gpt2, tmp_path, capsys):
+    pairs = _pairs(tmp_path)
+    code, _, err = run_cli([*local_args(tiny_gpt2, pairs, tmp_path), "diagnostics=true"], capsys)
+    assert code == 0, err
+    files = [p for p in (tmp_path / "results").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".parquet" for p in files) and any(p.suffix == ".json" for p in files)
+    for path in files:
+        assert path.suffix not in PICKLE_SUFFIXES, path
+        head = path.read_bytes()[:2]
+        assert not (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")), path
+        if path.suffix == ".parquet":
+            assert path.read_bytes()[:4] == b"PAR1"
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+
+
+PEAK_RSS = """
+import resource, sys
+sys.argv = ["harness", *sys.argv[1:]]
+from harness.run import main
+try:
+    main()
+finally:
+    print("PEAK_RSS_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def _prompts_file(path: Path, n: int, length: int = 28) -> Path:
+    import random
+
+    rng = random.Random(0)
+    with path.open("w") as handle:
+        for _ in range(n):
+            clean = [f"w{rng.randrange(61)}" for _ in range(length)]
+            corrupt = [f"w{rng.randrange(61)}" if rng.random() < 0.5 else w for w in clean]
+            answer, wrong = rng.sample(range(61), 2)  # distinct: a degenerate pair is refused
+            row = {
+                "clean": " ".join(clean),
+                "corrupt": " ".join(corrupt),
+                "answer": f"w{answer}",
+                "wrong": f"w{wrong}",
+            }
+            handle.write(json.dumps(row) + "\n")
+    return path
+
+
+def _peak_rss_mb(tiny_gpt2: Path, pairs: Path, results: Path) -> tuple[float, dict]:
+    args = [
+        *local_run_args(tiny_gpt2, pairs, results),
+        "method=atp",
+        "diagnostics=false",
+        "circuits=false",
+        "components.sites=[resid_pre]",
+        "batch_size=500",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, *args],
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    peak = float(proc.stdout.split("PEAK_RSS_MB")[-1].split()[0])
+    summary = json.loads(next(results.rglob("summary.json")).read_text())
+    return peak, summary
+
+
+@pytest.mark.slow
+def test_ten_thousand_prompts_run_with_flat_memory(tiny_gpt2, tmp_path):
+    """10,000 prompts of 28 tokens complete, and peak RSS grows by far less than holding every
+    prompt's activations would take (atp on resid_pre: source, base, gradient and product
+    [n, 28, 32] float32 per layer, 3 layers: about 43 MB per 1,000 prompts, 390 MB for 9,000)."""
+    small, s_small = _peak_rss_mb(
+        tiny_gpt2, _prompts_file(tmp_path / "p1k.jsonl", 1000), tmp_path / "r1k"
+    )
+    large, s_large = _peak_rss_mb(
+        tiny_gpt2, _prompts_file(tmp_path / "p10k.jsonl", 10_000), tmp_path / "r10k"
+    )
+    assert s_small["n_prompts"] == 1000 and s_large["n_prompts"] == 10_000
+    assert s_large["status"] == "ok"
+    print(f"peak RSS: 1,000 prompts {small:.0f} MB, 10,000 prompts {large:.0f} MB")
+    assert large - small < 150, (small, large)
