@@ -26,8 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.diagnostics import select_bound
-from harness.methods.base import make_method
 from harness.job import config_hash
+from harness.methods.base import make_method
 from harness.storage import atomic_write_json, atomic_write_parquet
 
 
