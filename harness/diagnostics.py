@@ -187,12 +187,29 @@ def check_reliability_config(cfg: Mapping[str, Any]) -> None:
     check_ranges({"fraction": cfg.get("flag_fraction", 0.2)}, FlagConfig, "flag.")
 
 
+@dataclass(frozen=True)
+class DiagnosticSettings:
+    """What the diagnostics compute besides the model, prompts and components: the reliability
+    ``scores`` (the first one sets ``flagged``), the ``flag`` settings (``fraction``,
+    ``thresholds``) and the ``unreliable`` label's tolerances (``abs``, ``rel``)."""
+
+    scores: Sequence[str]
+    flag: Mapping[str, Any]
+    unreliable: Mapping[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, for the cache key."""
+        return {
+            "scores": list(self.scores),
+            "flag": _plain(self.flag),
+            "unreliable": _plain(self.unreliable),
+        }
+
+
 def run_diagnostics(
     ctx: AttributionContext,
     truth: np.ndarray,
-    scores: Sequence[str],
-    flag_cfg: Mapping[str, Any],
-    unreliable_cfg: Mapping[str, Any],
+    settings: DiagnosticSettings,
     bound_kind: str | None,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Per-component columns and summary values of the reliability scores, flags and bounds.
@@ -201,6 +218,7 @@ def run_diagnostics(
     score), ``atp_bound_lo/hi``, ``hvp_bound_lo/hi``, and ``bound_lo/hi`` for the method's own
     estimate kind (``bound_kind`` "atp" or "hvp"; NaN for other methods).
     """
+    scores, flag_cfg, unreliable_cfg = settings.scores, settings.flag, settings.unreliable
     fraction = float(flag_cfg.get("fraction", 0.2))
     thresholds = dict(DEFAULT_THRESHOLDS, **(flag_cfg.get("thresholds") or {}))
     path = path_quantities(ctx)
@@ -262,9 +280,7 @@ def cached_diagnostics(
     truth_key: str | None,
     ctx: AttributionContext,
     truth: np.ndarray,
-    scores: Sequence[str],
-    flag_cfg: Mapping[str, Any],
-    unreliable_cfg: Mapping[str, Any],
+    settings: DiagnosticSettings,
     bound_kind: str | None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """:func:`run_diagnostics`, computed once per ground truth and settings and cached.
@@ -282,15 +298,10 @@ def cached_diagnostics(
     from harness.storage import content_hash, read_hashed_json, write_hashed_json
 
     if cache_dir is None or truth_key is None:
-        columns, summary = run_diagnostics(ctx, truth, scores, flag_cfg, unreliable_cfg, bound_kind)
+        columns, summary = run_diagnostics(ctx, truth, settings, bound_kind)
         return columns, {**summary, "diagnostics_cached": False}
-    settings = {
-        "truth": truth_key,
-        "scores": list(scores),
-        "flag": _plain(flag_cfg),
-        "unreliable": _plain(unreliable_cfg),
-    }
-    path = Path(cache_dir) / "diagnostics" / f"{content_hash(settings)[:24]}.json"
+    key = {"truth": truth_key, **settings.as_dict()}
+    path = Path(cache_dir) / "diagnostics" / f"{content_hash(key)[:24]}.json"
     entry = read_hashed_json(path)
     cached = entry is not None and len(entry["columns"]["unreliable"]) == len(truth)
     if cached:
@@ -301,11 +312,11 @@ def cached_diagnostics(
         # undefined scores are stored as null (strict JSON): NaN again, as computed fresh
         summary = {k: math.nan if v is None else v for k, v in entry["summary"].items()}
     else:
-        columns, summary = run_diagnostics(ctx, truth, scores, flag_cfg, unreliable_cfg, None)
+        columns, summary = run_diagnostics(ctx, truth, settings, None)
         write_hashed_json(
             path,
             {
-                "settings": settings,
+                "settings": key,
                 "columns": {name: column.tolist() for name, column in columns.items()},
                 "dtypes": {name: str(column.dtype) for name, column in columns.items()},
                 "summary": summary,

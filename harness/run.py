@@ -291,7 +291,7 @@ def run_diagnostics(
     true effects), cached per ground truth and settings and shared by the methods of a grid:
     (per-scored-component columns, summary values)."""
     from harness.context import CostCounter
-    from harness.diagnostics import cached_diagnostics
+    from harness.diagnostics import DiagnosticSettings, cached_diagnostics
     from harness.storage import content_hash
 
     start = time.perf_counter()
@@ -303,9 +303,7 @@ def run_diagnostics(
         diag_key,
         truth_ctx.with_cost(CostCounter()),
         scored_truth,
-        spec.reliability,
-        spec.flag,
-        spec.unreliable,
+        DiagnosticSettings(spec.reliability, spec.flag, spec.unreliable),
         spec.method.error_bound(),
     )
     diagnostics["diagnostics_wall_s"] = time.perf_counter() - start

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from harness.diagnostics import (
+    DiagnosticSettings,
     bound_quality,
     flag_components,
     flag_quality,
@@ -75,9 +76,9 @@ def test_scores_and_bounds_on_a_model(tiny_gpt2):
     columns, summary = run_diagnostics(
         ctx,
         truth,
-        ["curvature_ratio", "delta_norm"],
-        {"fraction": 0.25},
-        {"abs": 0.0, "rel": 0.1},
+        DiagnosticSettings(
+            ["curvature_ratio", "delta_norm"], {"fraction": 0.25}, {"abs": 0.0, "rel": 0.1}
+        ),
         "atp",
     )
     for key in (
@@ -103,9 +104,7 @@ def test_self_patch_has_zero_width_bounds(tiny_gpt2):
     columns, summary = run_diagnostics(
         ctx,
         np.zeros(len(ctx.components)),
-        ["delta_norm"],
-        {"fraction": 0.2},
-        {"abs": 0.05, "rel": 0.25},
+        DiagnosticSettings(["delta_norm"], {"fraction": 0.2}, {"abs": 0.05, "rel": 0.25}),
         "hvp",
     )
     assert np.all(columns["bound_lo"] == 0) and np.all(columns["bound_hi"] == 0)

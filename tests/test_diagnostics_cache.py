@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from harness.diagnostics import cached_diagnostics, run_diagnostics
+from harness.diagnostics import DiagnosticSettings, cached_diagnostics, run_diagnostics
 from harness.methods.base import make_method
 from tests.helpers import make_context, random_batch
 
@@ -30,22 +30,19 @@ def test_cached_diagnostics_equal_fresh_ones(tiny_gpt2, tmp_path):
     truth = make_method({"name": "actpatch"}).estimate(ctx).estimates.numpy()
     flag = OmegaConf.create({"fraction": 0.25, "thresholds": {"curvature_ratio": 0.5}})
     unreliable = {"abs": 0.0, "rel": 0.1}
+    settings = DiagnosticSettings(SCORES, flag, unreliable)
     for i, kind in enumerate(["atp", "hvp", None, "atp"]):
-        fresh_cols, fresh = run_diagnostics(ctx, truth, SCORES, flag, unreliable, kind)
-        cols, summary = cached_diagnostics(
-            tmp_path, "truthkey", ctx, truth, SCORES, flag, unreliable, kind
-        )
+        fresh_cols, fresh = run_diagnostics(ctx, truth, settings, kind)
+        cols, summary = cached_diagnostics(tmp_path, "truthkey", ctx, truth, settings, kind)
         assert summary.pop("diagnostics_cached") is (i > 0)
         same(cols, fresh_cols)
         assert json.dumps(summary, sort_keys=True) == json.dumps(fresh, sort_keys=True)
     (entry,) = (tmp_path / "diagnostics").glob("*.json")
     # another truth or other settings: another entry; a corrupted entry: recomputed
-    cached_diagnostics(tmp_path, "other", ctx, truth, SCORES, flag, unreliable, "atp")
+    cached_diagnostics(tmp_path, "other", ctx, truth, settings, "atp")
     assert len(list((tmp_path / "diagnostics").glob("*.json"))) == 2
     entry.write_text(entry.read_text().replace("true", "false", 1))
-    _, summary = cached_diagnostics(
-        tmp_path, "truthkey", ctx, truth, SCORES, flag, unreliable, "atp"
-    )
+    _, summary = cached_diagnostics(tmp_path, "truthkey", ctx, truth, settings, "atp")
     assert summary["diagnostics_cached"] is False
-    _, summary = cached_diagnostics(None, "truthkey", ctx, truth, SCORES, flag, unreliable, None)
+    _, summary = cached_diagnostics(None, "truthkey", ctx, truth, settings, None)
     assert summary["diagnostics_cached"] is False and np.isnan(summary["bound_coverage"])

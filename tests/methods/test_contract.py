@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from harness.config_files import group_options
-from harness.diagnostics import path_quantities, run_diagnostics
+from harness.diagnostics import DiagnosticSettings, path_quantities, run_diagnostics
 from harness.methods.base import Method, make_method
 from tests.helpers import make_context, random_batch
 from tests.test_cli import local_args, run_cli
@@ -62,10 +62,8 @@ def test_every_method_declares_the_bound_its_estimate_has(toy, slug, options):
         expected = "hvp"
     assert method.error_bound() == expected
 
-    _, summary = run_diagnostics(
-        ctx, truth, ["delta_norm"], {"fraction": 0.2}, {"abs": 0.05, "rel": 0.25},
-        method.error_bound(),
-    )  # fmt: skip
+    settings = DiagnosticSettings(["delta_norm"], {"fraction": 0.2}, {"abs": 0.05, "rel": 0.25})
+    _, summary = run_diagnostics(ctx, truth, settings, method.error_bound())
     assert math.isfinite(summary["bound_coverage"]) == (expected is not None)
 
 
