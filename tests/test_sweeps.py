@@ -169,7 +169,9 @@ def test_interrupted_sweep_resumes_only_missing_jobs(tmp_path, tiny_gpt2, monkey
 
 
 def start_harness(args: list[str], cwd: Path, **env: str) -> subprocess.Popen:
-    """``python -m harness ARGS`` in its own process group (so a test can Ctrl-C all of it);
+    """``python -m harness ARGS`` in its own process group (so a test can Ctrl-C all of it),
+    with Ctrl-C's default disposition as in a terminal (a suite started in the background, as
+    ``cmd &`` in a script, inherits SIGINT ignored, and an ignored signal stays ignored);
     without HYDRA_FULL_ERROR, so a failing job is recorded as it is for a user."""
     environ = {**harness_env(cwd), **env}
     environ.pop("HYDRA_FULL_ERROR", None)
@@ -181,6 +183,7 @@ def start_harness(args: list[str], cwd: Path, **env: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
