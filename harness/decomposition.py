@@ -68,7 +68,6 @@ from harness.patching import (
     _agree,
     collect_activations,
     copy_batches,
-    copy_patch_hook,
     pass_row_bytes,
     site_names,
 )
@@ -153,13 +152,7 @@ def linearized_effects(
             readout = rowmask.get((n_layers, "readout"))
             if readout is not None:
                 hooks.append((READOUT_HOOK, _keep(store, READOUT_HOOK)))
-            hooks += [
-                (
-                    name,
-                    copy_patch_hook(targets, source[name][rows][:, batch.p0 : batch.stop], batch.m),
-                )
-                for name, targets in batch.targets(components).items()
-            ]
+            hooks += batch.patch_hooks(components, source)
             with torch.no_grad():
                 logits = batch.run(ctx, hooks)
                 values = per_prompt_metric(logits, batch.read, ctx.metric, batch.copies)

@@ -96,11 +96,7 @@ def patch_effects(
     passes = copy_batches if fast else full_copy_batches
     try:
         for rows, batch in passes(ctx, components, plan, desc):
-            window = (slice(None), slice(batch.p0, batch.stop))
-            hooks = [
-                (name, copy_patch_hook(targets, source[name][rows][window], batch.m))
-                for name, targets in batch.targets(components).items()
-            ]
+            hooks = batch.patch_hooks(components, source)
             with torch.no_grad():
                 logits = batch.run(ctx, hooks)
             patched = per_prompt_metric(logits, batch.read, ctx.metric, batch.copies)
@@ -217,6 +213,17 @@ class CopyBatch:
             name: [(j, _window_index(members[j], self.p0)) for j in idx]
             for name, idx in group_by_hook(members).items()
         }
+
+    def patch_hooks(
+        self, components: Sequence[Component], source: Activations
+    ) -> list[tuple[str, object]]:
+        """Hooks writing each copy's component slice from ``source`` (the source run's
+        activations [n, seq, ...] of every prompt) in this pass's window."""
+        window = (self.rows, slice(self.p0, self.stop))
+        return [
+            (name, copy_patch_hook(targets, source[name][window], self.m))
+            for name, targets in self.targets(components).items()
+        ]
 
     def run(self, ctx: AttributionContext, hooks: Sequence[tuple[str, object]]) -> torch.Tensor:
         """Logits [copies * m, 1, vocab or k] at each prompt's last position, with ``hooks``
