@@ -21,9 +21,14 @@ Error bounds (intervals that should contain the true effect; judged by measured 
 - AtP interval ``[min(f'(0), f'(1)), max(f'(0), f'(1))]``: Delta_c = integral of f_c'(t) over
   [0, 1] lies between f_c'(0) and f_c'(1) whenever f_c' is monotone on the path (f_c convex or
   concave there). Cost: f_c'(1), one batched forward/backward at the patched end.
-- HVP interval ``hvp_c +/- |f_c''(1) - f_c''(0)| / 6``: the Taylor remainder of the
-  second-order estimate is f_c'''(s) / 6 for some s; taking |f'''| <= |f''(1) - f''(0)| (its
-  mean over the path) is exact for a cubic f_c and an assumption otherwise.
+- HVP interval ``hvp_c +/- |f_c'(1) - f_c'(0) - f_c''(0)| / 3``: the Taylor remainder of the
+  second-order estimate is R = integral of (1-u)^2 / 2 f_c'''(u) du = f_c'''(s) / 6 for some s,
+  and f_c'(1) - f_c'(0) - f_c''(0) = integral of (1-u) f_c'''(u) du = f_c'''(s') / 2 for some
+  s', so |f'''| is estimated by 2 |f'(1) - f'(0) - f''(0)|: a mean of f''' weighted towards the
+  start of the path, as R's own weight is. Exact for a cubic f_c, an assumption otherwise. It
+  needs f_c'(1) only, which the AtP interval computes anyway (a first-order pass at t = 1); an
+  estimate from f''(1) needs a second-order pass there, as costly as the HVP itself. (Before
+  2026-11-30 the spread was |f''(1) - f''(0)| / 6: the same for a cubic, f''' unweighted.)
 """
 
 from __future__ import annotations
@@ -48,19 +53,23 @@ from harness.second_order import path_derivatives
 SCORES = ("curvature_ratio", "delta_norm", "grad_disagreement")
 BOUNDS = ("atp", "hvp")
 """The error bounds, each named by the estimate it brackets (f'(0); f'(0) + f''(0) / 2)."""
+BOUND_FORMULAS = {
+    "atp": "[min(f'(0), f'(1)), max(f'(0), f'(1))]",
+    "hvp": "f'(0) + f''(0) / 2 +/- |f'(1) - f'(0) - f''(0)| / 3",
+}
+"""What each bound is (module docstring); part of the diagnostics' cache key, so an entry
+cached under another formula is never read back."""
 DEFAULT_THRESHOLDS = {"curvature_ratio": 0.5, "delta_norm": None, "grad_disagreement": 0.5}
 _TINY = 1e-12
 
 
 @dataclass
 class PathQuantities:
-    """Per-component f'(0), f''(0) and (both ends) f'(1), f''(1) (float64 [n]), and the site
-    tensors."""
+    """Per-component f'(0), f''(0) and (both ends) f'(1) (float64 [n]), and the site tensors."""
 
     first0: torch.Tensor | None
     second0: torch.Tensor | None
     first1: torch.Tensor | None
-    second1: torch.Tensor | None
     base: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
     source: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
 
@@ -68,24 +77,20 @@ class PathQuantities:
 def path_quantities(
     ctx: AttributionContext, both_ends: bool = True, tensors: PathQuantities | None = None
 ) -> PathQuantities:
-    """First and second path derivatives at t=0 (and ``both_ends``: t=1) of every component's
-    path, all in one batched call of :func:`harness.second_order.path_derivatives`
-    (``tensors``: reuse its site tensors instead of collecting them)."""
+    """First and second path derivatives at t=0 (and, ``both_ends``, the first at t=1) of every
+    component's path, from :func:`harness.second_order.path_derivatives` (``tensors``: reuse
+    its site tensors instead of collecting them)."""
     names = site_names(ctx.components)
     if tensors is not None:
         base, source = tensors.base, tensors.source
     else:
         _, base = collect_activations(ctx, ctx.base_tokens, names)
         _, source = collect_activations(ctx, ctx.source_tokens, names)
-    count = len(ctx.components)
-    if not both_ends:
-        first0, second0 = path_derivatives(ctx, ctx.components, base, source, t=0.0)
-        return PathQuantities(first0, second0, None, None, base, source)
-    t = torch.cat([torch.zeros(count), torch.ones(count)]).double()
-    first, second = path_derivatives(ctx, list(ctx.components) * 2, base, source, t=t)
-    return PathQuantities(
-        first[:count], second[:count], first[count:], second[count:], base, source
-    )
+    first0, second0 = path_derivatives(ctx, ctx.components, base, source, t=0.0)
+    first1 = None
+    if both_ends:
+        first1, _ = path_derivatives(ctx, ctx.components, base, source, t=1.0, second=False)
+    return PathQuantities(first0, second0, first1, base, source)
 
 
 def reliability_scores(
@@ -131,6 +136,12 @@ def reliability_scores(
             (atp_source - atp_base).abs().double() / (2 * atp_base.abs().double() + _TINY)
         ).cpu()
     return out
+
+
+def hvp_spread(first0: np.ndarray, second0: np.ndarray, first1: np.ndarray) -> np.ndarray:
+    """Half-width of the HVP interval from f'(0), f''(0), f'(1) [n]:
+    |f'(1) - f'(0) - f''(0)| / 3 (module docstring)."""
+    return np.abs(first1 - first0 - second0) / 3
 
 
 def unreliable_labels(
@@ -242,7 +253,7 @@ def run_diagnostics(
         if rank == 0:
             columns["flagged"] = flags
             summary["flag_score"] = name
-    spread = np.abs(path.second1.numpy() - path.second0.numpy()) / 6
+    spread = hvp_spread(path.first0.numpy(), path.second0.numpy(), path.first1.numpy())
     bounds = {  # keyed by BOUNDS
         "atp": (np.minimum(atp, path.first1.numpy()), np.maximum(atp, path.first1.numpy())),
         "hvp": (hvp - spread, hvp + spread),
@@ -300,7 +311,7 @@ def cached_diagnostics(
     if cache_dir is None or truth_key is None:
         columns, summary = run_diagnostics(ctx, truth, settings, bound_kind)
         return columns, {**summary, "diagnostics_cached": False}
-    key = {"truth": truth_key, **settings.as_dict()}
+    key = {"truth": truth_key, **settings.as_dict(), "bounds": BOUND_FORMULAS}
     path = Path(cache_dir) / "diagnostics" / f"{content_hash(key)[:24]}.json"
     entry = read_hashed_json(path)
     cached = entry is not None and len(entry["columns"]["unreliable"]) == len(truth)

@@ -121,10 +121,13 @@ def full_batches(
     yield from tqdm(todo, desc=desc, disable=not ctx.progress, leave=False)
 
 
-def pass_row_bytes(ctx: AttributionContext, kind: str, fast: bool = True) -> int:
+def pass_row_bytes(
+    ctx: AttributionContext, kind: str, fast: bool = True, vocabulary: bool = False
+) -> int:
     """:func:`harness.budget.row_bytes` of one sequence row of ``ctx``'s prompts in a pass of
     ``kind``; logits at the read position only and over the columns the metric reads on the
-    fast path, at every position over the vocabulary otherwise."""
+    fast path (over the vocabulary with ``vocabulary``: a pass of :meth:`ModelAdapter.run`), at
+    every position over the vocabulary otherwise."""
     seq = ctx.batch.seq_len
     if not fast:
         return row_bytes(ctx.model.shape, ctx.model.dtype, seq, kind, logit_positions=seq)
@@ -134,7 +137,7 @@ def pass_row_bytes(ctx: AttributionContext, kind: str, fast: bool = True) -> int
         ctx.model.dtype,
         seq,
         kind,
-        logit_columns=None if columns is None else columns.numel(),
+        logit_columns=None if columns is None or vocabulary else columns.numel(),
     )
 
 

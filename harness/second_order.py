@@ -11,10 +11,16 @@ second backward of their sum gives every f_j''(t_j): each copy depends on its ow
 the Hessian in t is diagonal and its diagonal is exactly that gradient (a Hessian-vector product
 with the all-ones vector).
 
-It runs on the ground-truth engine's fast path (:func:`harness.patching.copy_batches`): each
-copy starts at its component's layer from the recorded unpatched prefix, only positions from the
-pass's earliest moved position on are recomputed (earlier keys/values are the recorded ones),
-and logits are built at the last real position only. The same checks decide, and the same
+At t = 0 no copy is needed (every copy's forward is the unpatched run): :func:`_at_zero` moves
+every component of a prompt chunk in one pass, each by its own scalar, and reads f'' off
+vectorized Hessian-vector products with unit vectors (``is_grads_batched``), which skips each
+copy's forward and first backward.
+
+Every other t runs on the ground-truth engine's fast path
+(:func:`harness.patching.copy_batches`): each copy starts at its component's layer from the
+recorded unpatched prefix, only positions from the pass's earliest moved position on are
+recomputed (earlier keys/values are the recorded ones), and logits are built at the last real
+position only. The same checks decide, and the same
 fallback applies: ``fast=False``, one full forward per chunk (the reference).
 
 Why reverse mode (double backward) and not forward mode: measured on the GPT-2-small shape
@@ -26,11 +32,14 @@ GPT-NeoX's GELU, and ``torch.autograd.forward_ad`` cannot nest.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from harness.budget import chunk_plan
+from harness.components import group_by_hook, hook_of, slice_index
 from harness.context import AttributionContext
 from harness.patching import (
     Activations,
@@ -53,14 +62,18 @@ def path_derivatives(
     second: bool = True,
     desc: str = "path derivatives",
     fast: bool = True,
+    shared: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """f_c'(t_c) and (if ``second``) f_c''(t_c) for each component, float64 [len(components)].
 
     ``base``/``source``: activations [n, seq, ...] of both runs at every site of
     ``components``; ``t``: one value for all components or one per component.
-    Cost: per pass one forward from the components' layers, one backward, and one
-    Hessian-vector product if ``second``. ``fast=False``: every pass is the model's whole
-    forward (the reference engine, and the fast path's fallback; module docstring).
+    Components at t = 0 (with ``fast`` and ``shared``) share one unpatched pass per prompt
+    chunk (:func:`_at_zero`); every other one gets a copy of the prompts: per pass one forward
+    from the components' layers, one backward, and one Hessian-vector product if ``second``.
+    ``fast=False``: every pass is the model's whole forward (the reference engine, and the
+    fast path's fallback; module docstring). ``shared=False``: a copy per component at t = 0
+    too (the engine before the shared pass; for benchmarks).
     """
     count = len(components)
     t_all = _t_values(t, count)
@@ -68,6 +81,43 @@ def path_derivatives(
     curvature = torch.zeros(count, dtype=torch.float64) if second else None
     if not count:
         return first, curvature
+    rest = list(range(count))
+    if fast and shared and bool((t_all == 0).any()):
+        zero = [i for i in range(count) if float(t_all[i]) == 0.0]
+        try:
+            grad, hess = _at_zero(ctx, [components[i] for i in zero], base, source, second, desc)
+        except _SharedUnavailable as err:
+            _warn(ctx.model.name, "shared", f"{err}; every copy runs its own pass")
+        else:
+            first[zero] = grad
+            if second:
+                curvature[zero] = hess
+            rest = [i for i in range(count) if float(t_all[i]) != 0.0]
+    if rest:
+        grad, hess = _per_copy(
+            ctx, [components[i] for i in rest], base, source, t_all[rest], second, desc, fast
+        )
+        first[rest] = grad
+        if second:
+            curvature[rest] = hess
+    return first, curvature
+
+
+def _per_copy(
+    ctx: AttributionContext,
+    components: Sequence[Component],
+    base: Activations,
+    source: Activations,
+    t_all: torch.Tensor,
+    second: bool,
+    desc: str,
+    fast: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`path_derivatives` with one copy of the prompts per component (module
+    docstring), at any ``t_all`` [len(components)]."""
+    count = len(components)
+    first = torch.zeros(count, dtype=torch.float64)
+    curvature = torch.zeros(count, dtype=torch.float64) if second else None
     kind = "hvp" if second else "backward"
     plan = chunk_plan(ctx, count, pass_row_bytes(ctx, kind, fast=fast), desc)
     dtype, device = ctx.model.dtype, ctx.model.device
@@ -94,8 +144,134 @@ def path_derivatives(
                 curvature[batch.chunk] += hess
     except FastPathUnavailable as err:
         _warn(ctx.model.name, err.reason, str(err))
-        return path_derivatives(ctx, components, base, source, t, second, desc, fast=False)
+        return _per_copy(ctx, components, base, source, t_all, second, desc, fast=False)
     return first, curvature
+
+
+class _SharedUnavailable(Exception):
+    """The shared pass at t = 0 cannot run on this model (its message says why)."""
+
+
+def _at_zero(
+    ctx: AttributionContext,
+    components: Sequence[Component],
+    base: Activations,
+    source: Activations,
+    second: bool,
+    desc: str,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """f_c'(0) and (if ``second``) f_c''(0) for every component from one unpatched pass per
+    prompt chunk, float64 [len(components)].
+
+    At t = 0 every copy's forward is the unpatched run, so no copy is needed: one forward
+    moves every component c of a site by its own scalar s_c (a = a_base + sum_c s_c d_c, the
+    d_c on disjoint slices), one backward with ``create_graph`` gives every f_c'(0) = dL/ds_c,
+    and f_c''(0) = d^2 L / ds_c^2 is the diagonal of the Hessian in s, read off
+    Hessian-vector products with unit vectors, ``plan.copies`` of them per vectorized second
+    backward (``is_grads_batched``), site by site so each reaches back to its own layer only.
+    Raises :class:`_SharedUnavailable` when components of one site overlap or the vectorized
+    backward fails.
+    """
+    count = len(components)
+    first = torch.zeros(count, dtype=torch.float64)
+    curvature = torch.zeros(count, dtype=torch.float64) if second else None
+    kind = "hvp" if second else "backward"
+    plan = chunk_plan(ctx, count, pass_row_bytes(ctx, kind, vocabulary=True), desc)
+    groups = group_by_hook(components)
+    owners = {name: _owners(components, idx, base[name].shape[1:]) for name, idx in groups.items()}
+    dtype = ctx.model.dtype
+    prompt_chunks = list(ctx.prompt_chunks(plan.prompt_rows))
+    with tqdm(total=len(prompt_chunks), desc=desc, disable=not ctx.progress, leave=False) as bar:
+        for rows in prompt_chunks:
+            bar.update(1)
+            sub = ctx.batch.select(rows)
+            scales = {
+                name: torch.zeros(len(idx), dtype=dtype, device=ctx.model.device).requires_grad_(
+                    True
+                )
+                for name, idx in groups.items()
+            }
+            hooks = [
+                (
+                    name,
+                    _scale_hook(
+                        (source[name][rows] - base[name][rows]).to(dtype),
+                        owners[name],
+                        scales[name],
+                    ),
+                )
+                for name in groups
+            ]
+            with torch.enable_grad():
+                logits = ctx.model.run(ctx.base_tokens[rows], hooks, read_pos=sub.last)
+                total = per_prompt_metric(logits, sub, ctx.metric).sum() / ctx.batch.n
+                grads = torch.autograd.grad(
+                    total, list(scales.values()), create_graph=second, allow_unused=True
+                )
+                ctx.cost.forward(rows.stop - rows.start)
+                ctx.cost.n_backward += 1
+                for (name, idx), grad in zip(groups.items(), grads, strict=True):
+                    if grad is None:
+                        continue
+                    first[idx] += grad.detach().double().cpu()
+                    if second and grad.requires_grad:
+                        curvature[idx] += _hessian_diagonal(ctx, grad, scales[name], plan.copies)
+    return first, curvature
+
+
+def _owners(components: Sequence[Component], idx: list[int], shape: torch.Size) -> torch.Tensor:
+    """[*shape] long: the position in ``idx`` of the component owning each element of a site's
+    activation (``len(idx)``: none)."""
+    owner = torch.full(tuple(shape), len(idx), dtype=torch.long)
+    for j, i in enumerate(idx):
+        index = slice_index(components[i])
+        if bool((owner[index] != len(idx)).any()):
+            raise _SharedUnavailable(f"components of {hook_of(components[i])} overlap")
+        owner[index] = j
+    return owner
+
+
+def _scale_hook(delta: torch.Tensor, owner: torch.Tensor, scale: torch.Tensor):
+    """Hook adding s_c d_c for every component c of a site: ``delta`` [m, ...] (the whole
+    source - base difference), ``owner`` [...] (see :func:`_owners`), ``scale`` [k] leaf."""
+    owner = owner.to(delta.device)
+
+    def hook(act: torch.Tensor, hook: object) -> torch.Tensor:
+        per_element = torch.cat([scale, scale.new_zeros(1)])[owner]
+        return act + per_element * delta
+
+    return hook
+
+
+def _hessian_diagonal(
+    ctx: AttributionContext, grad: torch.Tensor, scale: torch.Tensor, width: int
+) -> torch.Tensor:
+    """diag(d grad / d scale) (float64 [k], CPU): ``width`` unit vectors per vectorized
+    Hessian-vector product."""
+    k = scale.numel()
+    out = torch.zeros(k, dtype=torch.float64)
+    for start in range(0, k, width):
+        stop = min(k, start + width)
+        picks = torch.arange(stop - start)
+        units = torch.zeros(stop - start, k, dtype=grad.dtype, device=grad.device)
+        units[picks, picks + start] = 1
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*performance drop.*")
+                (rows,) = torch.autograd.grad(
+                    grad,
+                    scale,
+                    units,
+                    retain_graph=True,
+                    is_grads_batched=True,
+                    allow_unused=True,
+                )
+        except RuntimeError as err:
+            raise _SharedUnavailable(f"vectorized Hessian-vector product failed ({err})") from None
+        ctx.cost.n_hvp += 1
+        if rows is not None:
+            out[start:stop] = rows[picks, picks + start].detach().double().cpu()
+    return out
 
 
 def path_derivatives_at(

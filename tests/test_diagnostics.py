@@ -11,6 +11,7 @@ from harness.diagnostics import (
     bound_quality,
     flag_components,
     flag_quality,
+    hvp_spread,
     path_quantities,
     reliability_scores,
     run_diagnostics,
@@ -19,6 +20,7 @@ from harness.diagnostics import (
 from harness.evaluation import average_precision, roc_auc
 from harness.methods.base import make_method
 from harness.patching import collect_activations, site_names
+from harness.second_order import path_derivatives
 from tests.helpers import make_context, random_batch
 
 
@@ -109,3 +111,31 @@ def test_self_patch_has_zero_width_bounds(tiny_gpt2):
     )
     assert np.all(columns["bound_lo"] == 0) and np.all(columns["bound_hi"] == 0)
     assert not columns["unreliable"].any()
+
+
+def test_hvp_interval_is_exact_for_a_cubic_path():
+    # f(t) = c1 t + c2 t^2 + c3 t^3: truth f(1) - f(0) = c1 + c2 + c3, hvp = c1 + c2
+    c1, c2, c3 = np.array([0.5, -1.0, 2.0]), np.array([0.3, 0.2, -0.7]), np.array([0.1, -0.4, 0.0])
+    spread = hvp_spread(c1, 2 * c2, c1 + 2 * c2 + 3 * c3)
+    np.testing.assert_allclose(spread, np.abs(c3), rtol=1e-12, atol=1e-15)
+    truth, hvp = c1 + c2 + c3, c1 + c2
+    assert np.all((truth >= hvp - spread - 1e-12) & (truth <= hvp + spread + 1e-12))
+
+
+def test_bounds_come_from_the_path_derivatives_at_both_ends(tiny_gpt2):
+    ctx, _ = make_context(tiny_gpt2, random_batch(3, 6, seed=14), sites=("head",))
+    names = site_names(ctx.components)
+    _, base = collect_activations(ctx, ctx.base_tokens, names)
+    _, source = collect_activations(ctx, ctx.source_tokens, names)
+    f0, s0 = path_derivatives(ctx, ctx.components, base, source, t=0.0, fast=False)
+    f1, _ = path_derivatives(ctx, ctx.components, base, source, t=1.0, fast=False)
+    truth = make_method({"name": "actpatch"}).estimate(ctx).estimates.numpy()
+    settings = DiagnosticSettings(["delta_norm"], {"fraction": 0.2}, {"abs": 0.05, "rel": 0.25})
+    columns, _ = run_diagnostics(ctx, truth, settings, "hvp")
+    f0, s0, f1 = f0.numpy(), s0.numpy(), f1.numpy()
+    hvp, spread = f0 + s0 / 2, np.abs(f1 - f0 - s0) / 3
+    assert spread.max() > 1e-4, "the toy must have a third derivative along some path"
+    np.testing.assert_allclose(columns["hvp_bound_lo"], hvp - spread, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(columns["hvp_bound_hi"], hvp + spread, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(columns["atp_bound_lo"], np.minimum(f0, f1), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(columns["atp_bound_hi"], np.maximum(f0, f1), rtol=1e-9, atol=1e-12)

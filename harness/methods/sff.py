@@ -88,7 +88,7 @@ class ScreenFlagFix(Method):
         """The configured reliability score (:func:`harness.diagnostics.reliability_scores`,
         given the tensors AtP already has)."""
         name = self.config["score"]
-        tensors = PathQuantities(None, None, None, None, base, source)
+        tensors = PathQuantities(None, None, None, base=base, source=source)
         return reliability_scores(ctx, [name], tensors, base_grads=grads)[name]
 
     def _fix(self, ctx, flagged, base, source, base_metric) -> torch.Tensor:
