@@ -263,6 +263,7 @@ def run_diagnostics(
         quality = bound_quality(lo, hi, truth)
         summary[f"{kind}_bound_coverage"] = quality["coverage"]
         summary[f"{kind}_bound_width"] = quality["width"]
+        summary[f"{kind}_bound_formula"] = BOUND_FORMULAS[kind]
     select_bound(columns, summary, bound_kind)
     return columns, summary
 

@@ -1,4 +1,4 @@
-"""Bring committed run records up to two fixes without recomputing them (issue 15, defects).
+"""Bring committed run records up to three changes without recomputing them.
 
     python results/refresh_records.py results/paper_zoo
 
@@ -12,6 +12,15 @@
    and estimates.parquet, ``config.method.name``, ``config_hash`` (:func:`harness.job.config_hash`
    of the renamed config), the Hydra files of the job and the job folder's name.
 
+3. The HVP interval's half-width is |f'(1) - f'(0) - f''(0)| / 3
+   (:func:`harness.diagnostics.hvp_spread`, issue 12; it was |f''(1) - f''(0)| / 6). A record
+   holds the three numbers it needs: the AtP interval's ends are f'(0) and f'(1), the HVP
+   interval's centre is f'(0) + f''(0) / 2, so f'(1) - f'(0) - f''(0) = (atp_bound_lo +
+   atp_bound_hi) - (hvp_bound_lo + hvp_bound_hi) whichever end f'(0) is. ``hvp_bound_lo/hi``
+   and ``hvp_bound_coverage/width`` are recomputed from them and the record's truth, once: the
+   summary then names the formulas (``atp_bound_formula``, ``hvp_bound_formula``), as a new
+   run's does.
+
 Files are rewritten with the harness's own writers (:mod:`harness.storage`). Re-running it
 changes nothing.
 """
@@ -23,9 +32,10 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from harness.diagnostics import select_bound
+from harness.diagnostics import BOUND_FORMULAS, bound_quality, select_bound
 from harness.job import config_hash
 from harness.methods.base import make_method
 from harness.storage import atomic_write_json, atomic_write_parquet
@@ -38,6 +48,17 @@ def variant_slug(run_dir: Path) -> str | None:
         if line.startswith("- method=fast/"):
             return line.removeprefix("- method=fast/") + "_fast"
     return None
+
+
+def hvp_interval(columns: dict[str, np.ndarray], summary: dict) -> None:
+    """The HVP interval of the recorded f'(0), f''(0), f'(1) (module docstring, 3), in place."""
+    centre = (columns["hvp_bound_lo"] + columns["hvp_bound_hi"]) / 2
+    ends = columns["atp_bound_lo"] + columns["atp_bound_hi"]  # f'(0) + f'(1)
+    spread = np.abs(ends - 2 * centre) / 3
+    columns["hvp_bound_lo"], columns["hvp_bound_hi"] = centre - spread, centre + spread
+    quality = bound_quality(columns["hvp_bound_lo"], columns["hvp_bound_hi"], columns["truth"])
+    summary["hvp_bound_coverage"] = quality["coverage"]
+    summary["hvp_bound_width"] = quality["width"]
 
 
 def refresh(run_dir: Path) -> Path:
@@ -60,6 +81,11 @@ def refresh(run_dir: Path) -> Path:
     method = make_method(summary["config"]["method"])
     if "unreliable" in frame:  # a run with diagnostics
         columns = {name: frame[name].to_numpy() for name in frame.columns}
+        if summary.get("hvp_bound_formula") != BOUND_FORMULAS["hvp"]:
+            hvp_interval(columns, summary)
+            frame["hvp_bound_lo"] = columns["hvp_bound_lo"]
+            frame["hvp_bound_hi"] = columns["hvp_bound_hi"]
+        summary.update({f"{k}_bound_formula": v for k, v in BOUND_FORMULAS.items()})
         select_bound(columns, summary, method.error_bound())
         frame["bound_lo"], frame["bound_hi"] = columns["bound_lo"], columns["bound_hi"]
     atomic_write_parquet(run_dir / "estimates.parquet", frame)
