@@ -170,7 +170,9 @@ def test_a_run_with_decomposition_writes_columns_and_reuses_its_cache(tmp_path, 
     assert code == 2 and "error decomposition of 4 components" in err and "\n" not in err.strip()
 
 
-@pytest.mark.parametrize("experiment", ["site_types", "decomposition_zoo", "depth_series"])
+@pytest.mark.parametrize(
+    "experiment", ["site_types", "decomposition_zoo", "depth_series", "decomposition_real"]
+)
 def test_the_issue_14_experiments_compose_with_the_decomposition_on(experiment):
     from hydra import compose, initialize_config_module
 
