@@ -45,7 +45,8 @@ def load(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         if s.get("status") != "ok" or not (path.parent / "estimates.parquet").exists():
             continue
         site = s["sites"][0]
-        jobs.append({"model": s["model"], "site": site, **s})
+        sweep = path.parent.parent.name
+        jobs.append({"model": s["model"], "site": site, "sweep_dir": sweep, **s})
         frame = pd.read_parquet(path.parent / "estimates.parquet")
         frame = frame[frame["sampled"]].copy()
         for column in DIAGNOSTICS:  # a run with diagnostics=false: no HVP, no scores
@@ -61,6 +62,12 @@ def load(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             frame["unreliable"] = frame["atp_error"] > bound
         rows.append(frame)
     return pd.DataFrame(jobs), pd.concat(rows, ignore_index=True)
+
+
+def _experiment(jobs: pd.DataFrame) -> str:
+    """The experiment preset the runs were made with (their sweep folder's name)."""
+    names = {Path(str(d)).name.split("-")[0] for d in jobs.get("sweep_dir", [])}
+    return names.pop() if len(names) == 1 else "site_types"
 
 
 def _n_layers(summary: dict, frame: pd.DataFrame) -> int:
@@ -267,8 +274,8 @@ def main(root: Path) -> None:
     text = [
         "# AtP's error by site type, depth and activation change",
         "",
-        f"Made by `python docs/site_types.py {root}` from `harness -m experiment=site_types "
-        f"results_dir={root}`.",
+        f"Made by `python docs/site_types.py {root}` from the runs of `harness -m "
+        f"experiment={_experiment(jobs)} results_dir={root}`.",
         "",
         "## By site type (every position; sampled components)",
         "",
