@@ -61,6 +61,7 @@ def tables(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         frame.groupby(["n_layers", "model"])
         .agg(
             task_solved=("task_solved", "first"),
+            mean_abs_truth=("truth", lambda t: t.abs().mean()),
             atp_mae=("atp_error", "mean"),
             hvp_mae=("hvp_error", "mean"),
             share_local=("share_local", "first"),
@@ -68,6 +69,8 @@ def tables(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         )
         .reset_index()
     )
+    per_model.insert(6, "atp_rel", per_model["atp_mae"] / per_model["mean_abs_truth"])
+    per_model.insert(7, "hvp_rel", per_model["hvp_mae"] / per_model["mean_abs_truth"])
     return by_depth, per_model
 
 

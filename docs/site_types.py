@@ -34,6 +34,7 @@ SITES = ["head", "attn_out", "mlp_out", "resid_pre", "neuron"]
 SCORES = ["curvature_ratio", "delta_norm", "grad_disagreement"]
 PARTS = ["local", "downstream", "readout"]
 KINDS = ["softmax", "qk", "pv", "norm", "act", "gate", "readout"]
+DIAGNOSTICS = ["hvp_bound_lo", "hvp_bound_hi", "reliability_delta_norm"]
 
 
 def load(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -44,15 +45,29 @@ def load(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         if s.get("status") != "ok" or not (path.parent / "estimates.parquet").exists():
             continue
         site = s["sites"][0]
-        jobs.append({"model": s["model"], "site": site, **s})
+        sweep = path.parent.parent.name
+        jobs.append({"model": s["model"], "site": site, "sweep_dir": sweep, **s})
         frame = pd.read_parquet(path.parent / "estimates.parquet")
         frame = frame[frame["sampled"]].copy()
+        for column in DIAGNOSTICS:  # a run with diagnostics=false: no HVP, no scores
+            if column not in frame:
+                frame[column] = np.nan
         frame["downstream_layers"] = _n_layers(s, frame) - 1 - frame["layer"]
         frame["hvp"] = (frame["hvp_bound_lo"] + frame["hvp_bound_hi"]) / 2
         frame["atp_error"] = (frame["estimate"] - frame["truth"]).abs()
         frame["hvp_error"] = (frame["hvp"] - frame["truth"]).abs()
+        if "unreliable" not in frame:  # the diagnostics' label, from the run's own thresholds
+            limit = s["config"]["unreliable"]
+            bound = limit["abs"] + limit["rel"] * frame["truth"].abs()
+            frame["unreliable"] = frame["atp_error"] > bound
         rows.append(frame)
     return pd.DataFrame(jobs), pd.concat(rows, ignore_index=True)
+
+
+def _experiment(jobs: pd.DataFrame) -> str:
+    """The experiment preset the runs were made with (their sweep folder's name)."""
+    names = {Path(str(d)).name.split("-")[0] for d in jobs.get("sweep_dir", [])}
+    return names.pop() if len(names) == 1 else "site_types"
 
 
 def _n_layers(summary: dict, frame: pd.DataFrame) -> int:
@@ -122,16 +137,91 @@ def share_table(jobs: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["model", "site"])
 
 
+def distance_table(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Error-weighted share of the k-th block after the component's own, per job (long)."""
+    out = []
+    for _, job in jobs.iterrows():
+        k = 1
+        while f"decomp_error_share_block_plus{k}" in job and pd.notna(
+            job[f"decomp_error_share_block_plus{k}"]
+        ):
+            share = job[f"decomp_error_share_block_plus{k}"]
+            out.append(
+                {"model": job["model"], "site": job["site"], "blocks after": k, "share": share}
+            )
+            k += 1
+    return pd.DataFrame(out, columns=["model", "site", "blocks after", "share"])
+
+
 def _save(fig: Figure, path: Path) -> None:
     FigureCanvasAgg(fig)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def figures(sites: pd.DataFrame, depth: pd.DataFrame, shares: pd.DataFrame, comps, out: Path):
+def figures(
+    sites: pd.DataFrame,
+    depth: pd.DataFrame,
+    shares: pd.DataFrame,
+    distance: pd.DataFrame,
+    comps: pd.DataFrame,
+    out: Path,
+) -> None:
+    """``site_types.png`` and ``error_vs_delta.png`` need the diagnostics (skipped without
+    them); ``error_vs_depth.png``, ``decomposition.png`` and ``decomposition_by_distance.png``."""
     out.mkdir(parents=True, exist_ok=True)
     models = list(dict.fromkeys(sites["model"]))
     present = [site for site in SITES if site in set(sites["site"])]
+    x = np.arange(len(present))
+    if comps["reliability_delta_norm"].notna().any():
+        _site_figure(sites, models, present, out)
+        _delta_figure(comps, models, out)
+
+    fig = Figure(figsize=(4.2 * len(models), 3.6))
+    for col, model in enumerate(models):
+        ax = fig.add_subplot(1, len(models), col + 1)
+        for site in SITES:
+            rows = depth[(depth["model"] == model) & (depth["site"] == site)]
+            if len(rows):
+                line = ax.plot(rows["downstream layers"], rows["AtP MAE"], "o-", label=site)[0]
+                ax.plot(rows["downstream layers"], rows["HVP MAE"], "x--", color=line.get_color())
+        ax.set_yscale("log")
+        ax.set_xlabel("blocks downstream of the component")
+        ax.set_title(f"{model}: MAE (o AtP, x AtP+HVP)")
+        ax.legend(fontsize=7)
+    _save(fig, out / "error_vs_depth.png")
+
+    fig = Figure(figsize=(4.2 * len(models), 7.0))
+    for col, model in enumerate(models):
+        table = shares[shares["model"] == model].set_index("site").reindex(present)
+        for row, parts in enumerate([PARTS, [k for k in KINDS if k in table]]):
+            ax = fig.add_subplot(2, len(models), row * len(models) + col + 1)
+            width = 0.8 / len(parts)
+            for i, part in enumerate(parts):
+                ax.bar(x + (i - (len(parts) - 1) / 2) * width, table[part], width, label=part)
+            ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+            ax.axhline(0.0, color="black", lw=0.5)
+            ax.set_xticks(x, present, rotation=30)
+            what = "location" if row == 0 else "kind"
+            ax.set_title(f"{model}: share of AtP's error, by {what}")
+            ax.legend(fontsize=7, ncol=2)
+    _save(fig, out / "decomposition.png")
+
+    fig = Figure(figsize=(4.2 * len(models), 3.6))
+    for col, model in enumerate(models):
+        ax = fig.add_subplot(1, len(models), col + 1)
+        for site in SITES:
+            rows = distance[(distance["model"] == model) & (distance["site"] == site)]
+            if len(rows):
+                ax.plot(rows["blocks after"], rows["share"], "o-", ms=3, label=site)
+        ax.axhline(0.0, color="black", lw=0.5)
+        ax.set_xlabel("k: blocks after the component's own")
+        ax.set_title(f"{model}: share of AtP's error, block +k")
+        ax.legend(fontsize=7)
+    _save(fig, out / "decomposition_by_distance.png")
+
+
+def _site_figure(sites: pd.DataFrame, models: list, present: list, out: Path) -> None:
     x = np.arange(len(present))
     fig = Figure(figsize=(4.2 * len(models), 7.5))
     for col, model in enumerate(models):
@@ -152,20 +242,8 @@ def figures(sites: pd.DataFrame, depth: pd.DataFrame, shares: pd.DataFrame, comp
         ax.legend(fontsize=7)
     _save(fig, out / "site_types.png")
 
-    fig = Figure(figsize=(4.2 * len(models), 3.6))
-    for col, model in enumerate(models):
-        ax = fig.add_subplot(1, len(models), col + 1)
-        for site in SITES:
-            rows = depth[(depth["model"] == model) & (depth["site"] == site)]
-            if len(rows):
-                line = ax.plot(rows["downstream layers"], rows["AtP MAE"], "o-", label=site)[0]
-                ax.plot(rows["downstream layers"], rows["HVP MAE"], "x--", color=line.get_color())
-        ax.set_yscale("log")
-        ax.set_xlabel("blocks downstream of the component")
-        ax.set_title(f"{model}: MAE (o AtP, x AtP+HVP)")
-        ax.legend(fontsize=7)
-    _save(fig, out / "error_vs_depth.png")
 
+def _delta_figure(comps: pd.DataFrame, models: list, out: Path) -> None:
     fig = Figure(figsize=(4.2 * len(models), 3.8))
     for col, model in enumerate(models):
         ax = fig.add_subplot(1, len(models), col + 1)
@@ -187,32 +265,17 @@ def figures(sites: pd.DataFrame, depth: pd.DataFrame, shares: pd.DataFrame, comp
         ax.legend(fontsize=7)
     _save(fig, out / "error_vs_delta.png")
 
-    fig = Figure(figsize=(4.2 * len(models), 7.0))
-    for col, model in enumerate(models):
-        table = shares[shares["model"] == model].set_index("site").reindex(present)
-        for row, parts in enumerate([PARTS, [k for k in KINDS if k in table]]):
-            ax = fig.add_subplot(2, len(models), row * len(models) + col + 1)
-            width = 0.8 / len(parts)
-            for i, part in enumerate(parts):
-                ax.bar(x + (i - (len(parts) - 1) / 2) * width, table[part], width, label=part)
-            ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-            ax.axhline(0.0, color="black", lw=0.5)
-            ax.set_xticks(x, present, rotation=30)
-            what = "location" if row == 0 else "kind"
-            ax.set_title(f"{model}: share of AtP's error, by {what}")
-            ax.legend(fontsize=7, ncol=2)
-    _save(fig, out / "decomposition.png")
-
 
 def main(root: Path) -> None:
     jobs, comps = load(root)
     sites, depth, shares = site_table(jobs, comps), depth_table(comps), share_table(jobs)
-    figures(sites, depth, shares, comps, root / "figures")
+    distance = distance_table(jobs)
+    figures(sites, depth, shares, distance, comps, root / "figures")
     text = [
         "# AtP's error by site type, depth and activation change",
         "",
-        f"Made by `python docs/site_types.py {root}` from `harness -m experiment=site_types "
-        f"results_dir={root}`.",
+        f"Made by `python docs/site_types.py {root}` from the runs of `harness -m "
+        f"experiment={_experiment(jobs)} results_dir={root}`.",
         "",
         "## By site type (every position; sampled components)",
         "",
@@ -232,6 +295,10 @@ def main(root: Path) -> None:
         "## Error decomposition: error-weighted share of AtP's error",
         "",
         markdown(shares),
+        "",
+        "## Error decomposition: error-weighted share of the k-th block after the component's own",
+        "",
+        markdown(distance),
         "",
     ]
     (root / "tables.md").write_text("\n".join(text))

@@ -170,7 +170,9 @@ def test_a_run_with_decomposition_writes_columns_and_reuses_its_cache(tmp_path, 
     assert code == 2 and "error decomposition of 4 components" in err and "\n" not in err.strip()
 
 
-@pytest.mark.parametrize("experiment", ["site_types", "decomposition_zoo", "depth_series"])
+@pytest.mark.parametrize(
+    "experiment", ["site_types", "decomposition_zoo", "depth_series", "decomposition_real"]
+)
 def test_the_issue_14_experiments_compose_with_the_decomposition_on(experiment):
     from hydra import compose, initialize_config_module
 
@@ -183,3 +185,24 @@ def test_the_issue_14_experiments_compose_with_the_decomposition_on(experiment):
     assert cfg.decomposition is True
     models = str((cfg.hydra.sweeper.params or {}).get("model", "toy-gpt2")).split(",")
     assert set(models) <= set(group_options("model"))
+
+
+@pytest.mark.parametrize("model", ["toy-gpt2", "toy-gemma2"])
+def test_copies_entering_from_the_recorded_prefix_match_copies_run_from_the_component(
+    model, true_float64
+):
+    # every part of every component (block<j>, downstream and readout enter after c's block)
+    # with two copies a pass, so passes start at later positions and mix entry blocks
+    ctx = _context(model, batch_size=6)
+    n_layers = ctx.model.shape.n_layers
+    items, variants = [], []
+    for component in ctx.components:
+        for _, variant in component_parts(component, n_layers, gated=True):
+            items.append(component)
+            variants.append(variant)
+    items += ctx.components
+    variants += [frozenset()] * len(ctx.components)
+    reused = linearized_effects(ctx, items, variants, reuse_prefix=True)
+    reference = linearized_effects(ctx, items, variants, reuse_prefix=False)
+    assert reference.abs().max() > 1e-3
+    torch.testing.assert_close(reused, reference, rtol=0, atol=1e-10)
