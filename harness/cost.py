@@ -86,6 +86,10 @@ recomputes only the layers and positions a patch can change, so it usually costs
 PER_PATH_POINT = FORWARD + BACKWARD + HVP
 """One f'(t) and f''(t) evaluation of one component (:mod:`harness.second_order`)."""
 
+AT_ZERO = HVP
+"""f''(0) of one component in the shared unpatched pass at t = 0 (one forward and backward per
+prompt batch besides; :func:`harness.second_order.path_derivatives`)."""
+
 
 @dataclass(frozen=True)
 class CostEstimate:
@@ -103,12 +107,14 @@ def per_component_cost(n_components: int, evaluations: float, weight: float) -> 
 
 def run_cost(n_truth: int, diagnostics: bool, n_scores: int = 3) -> CostEstimate:
     """The ground truth of ``n_truth`` components (one patched copy each) and, with
-    ``diagnostics``, f'(t), f''(t) at both ends of each path plus two gradients."""
+    ``diagnostics``, f'(0) and f''(0) of each path (the shared pass), f'(1) (a patched copy
+    with its backward) plus two gradients."""
     cost = per_component_cost(n_truth, 1, FORWARD)
     detail = "1 patched forward per component"
     if diagnostics:
-        cost += per_component_cost(n_truth, 2, PER_PATH_POINT) + 2 * (FORWARD + BACKWARD)
-        detail += f" + diagnostics: 2 x {PER_PATH_POINT:g} per component"
+        per_component = AT_ZERO + FORWARD + BACKWARD
+        cost += per_component_cost(n_truth, 1, per_component) + 3 * (FORWARD + BACKWARD)
+        detail += f" + diagnostics: {per_component:g} per component"
     return CostEstimate(cost, detail)
 
 

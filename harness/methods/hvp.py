@@ -14,10 +14,11 @@ Columns: ``first_order`` (g_c . d_c) and ``second_order`` (the halved quadratic 
 Source: the second-order Taylor expansion of attribution patching (Nanda 2023; Syed et al. 2023;
 Kramar et al. 2024, AtP*, whose first-order failure modes the curvature term measures).
 Sign: that of the true effect L(patched) - L(base) (noising: base clean, source corrupt).
-Cost: one source forward, then ``exact``: one base forward and, per pass of as many components
-as the memory budget allows (:func:`harness.budget.chunk_plan`), one forward from the
-components' layers, one backward and one HVP; ``shared``: per
-prompt chunk one forward, one backward (with create_graph) and one HVP per site.
+Cost: one source forward, then ``exact``: one base forward and, per prompt chunk, one forward
+and one backward (with create_graph) shared by every component and one vectorized HVP per as
+many components as the memory budget allows (:func:`harness.budget.chunk_plan`;
+:func:`harness.second_order.path_derivatives` at t = 0); ``shared``: per prompt chunk one
+forward, one backward (with create_graph) and one HVP per site.
 Proved by: tests/methods/test_hvp.py (second-order term equal to a central finite-difference
 f_c''(0) in float64; equal to activation patching where f_c is quadratic, and its curvature term
 zero where the metric is linear; shared == exact with one component per site; zero when
@@ -33,7 +34,7 @@ import torch
 from harness.components import reduce_per_component
 from harness.config import one_of
 from harness.context import AttributionContext
-from harness.cost import BACKWARD, FORWARD, HVP, PER_PATH_POINT, CostEstimate, per_component_cost
+from harness.cost import AT_ZERO, BACKWARD, FORWARD, HVP, CostEstimate, per_component_cost
 from harness.methods.base import Method, MethodOutput
 from harness.patching import Activations, collect_activations, site_names
 from harness.second_order import path_derivatives
@@ -59,8 +60,8 @@ class HessianVectorProduct(Method):
             sites = len(site_names(ctx.components))
             cost = 2 * FORWARD + BACKWARD + sites * HVP
             return CostEstimate(cost, f"2 forwards, 1 backward and {sites} HVPs")
-        cost = per_component_cost(len(ctx.components), 1, PER_PATH_POINT)
-        return CostEstimate(cost, "1 forward, backward and HVP per component")
+        cost = per_component_cost(len(ctx.components), 1, AT_ZERO) + FORWARD + BACKWARD
+        return CostEstimate(cost, "1 forward and backward, and 1 HVP per component")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         names = site_names(ctx.components)

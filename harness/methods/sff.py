@@ -14,8 +14,8 @@ pairs it ranked AtP's unreliable components with AUROC 0.77 against 0.57 for
 ``grad_disagreement`` (``curvature_ratio``: 0.86, at the price of an HVP pass over every
 component, as much as the ``hvp`` method itself); results/README.md.
 Cost: AtP (2 forwards, 1 backward) + the score (``delta_norm``: none; ``grad_disagreement``: one
-forward and backward on the source run; ``curvature_ratio``: one batched forward/backward/HVP over
-all components) + the fix on the flagged fraction only (``hvp``: one batched forward/backward/HVP;
+forward and backward on the source run; ``curvature_ratio``: the shared pass at t = 0, one HVP
+per component) + the fix on the flagged fraction only (``hvp``: the shared pass, an HVP each;
 ``ms_hvp``: ``steps`` of them; ``actpatch``: one patched copy per flagged component).
 Proved by: tests/methods/test_sff.py (flag_fraction=1 with fix=actpatch reproduces the truth;
 with fix=hvp it equals the hvp method; unflagged components equal AtP).
@@ -30,7 +30,7 @@ import torch
 from harness.components import reduce_per_component
 from harness.config import FRACTION, POSITIVE_INT, Range, bounded, one_of
 from harness.context import AttributionContext
-from harness.cost import BACKWARD, FORWARD, PER_PATH_POINT, CostEstimate
+from harness.cost import AT_ZERO, BACKWARD, FORWARD, PER_PATH_POINT, CostEstimate
 from harness.diagnostics import SCORES, PathQuantities, flag_components, reliability_scores
 from harness.methods.base import Method, MethodOutput
 from harness.methods.ms_hvp import multi_step
@@ -55,9 +55,10 @@ class ScreenFlagFix(Method):
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         cfg, count = self.config, len(ctx.components)
         score = {"delta_norm": 0.0, "grad_disagreement": FORWARD + BACKWARD}
-        cost = 2 * FORWARD + BACKWARD + score.get(cfg["score"], count * PER_PATH_POINT)
+        at_zero = FORWARD + BACKWARD + count * AT_ZERO  # curvature_ratio: the shared pass
+        cost = 2 * FORWARD + BACKWARD + score.get(cfg["score"], at_zero)
         flagged = count if cfg["threshold"] is not None else cfg["flag_fraction"] * count
-        per_fix = {"hvp": PER_PATH_POINT, "ms_hvp": cfg["steps"] * PER_PATH_POINT}
+        per_fix = {"hvp": AT_ZERO, "ms_hvp": cfg["steps"] * PER_PATH_POINT}
         cost += flagged * per_fix.get(cfg["fix"], FORWARD)
         return CostEstimate(cost, f"AtP + the score + the {cfg['fix']} fix of {flagged:g} flagged")
 
