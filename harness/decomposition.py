@@ -234,37 +234,10 @@ def _from_recorded_prefix(
                 )
             stacked = {layer: torch.cat(values) for layer, values in enter.items()}
             chosen = [variants[i] for _, _, i in part]
-            run = partial(_run_entered, batch=batch, entries=stacked, copies=len(part))
+            run = partial(batch.run, entries=stacked)
             values = _linearized_pass(ctx, clean, batch, ops, chosen, [], run)
             live = batch.live[[q for _, q, _ in part]]
             effects[[i for _, _, i in part]] += _effects(values, clean, live).cpu()
-
-
-def _run_entered(
-    ctx: AttributionContext,
-    hooks: list,
-    batch: Any,
-    entries: dict[int, torch.Tensor],
-    copies: int,
-) -> torch.Tensor:
-    """Logits [copies * m, 1, k] of ``batch``'s window and read positions for copies that
-    enter block l with the residual streams ``entries[l]`` [copies_l * m, window, d] (no
-    patch: it is in the recorded residual stream already)."""
-    entries = dict(entries)
-    layer = min(entries)
-    logits = ctx.model.run_from_layer(
-        entries.pop(layer),
-        layer,
-        hooks,
-        batch.inputs,
-        enter=entries,
-        start_pos=batch.p0,
-        stop_pos=batch.stop,
-        read_pos=batch.sub.last.repeat(copies),
-        columns=batch.columns,
-    )
-    ctx.cost.forward(copies * batch.m)
-    return logits
 
 
 class _Cleans:

@@ -228,21 +228,32 @@ class CopyBatch:
             for name, targets in self.targets(components).items()
         ]
 
-    def run(self, ctx: AttributionContext, hooks: Sequence[tuple[str, object]]) -> torch.Tensor:
+    def run(
+        self,
+        ctx: AttributionContext,
+        hooks: Sequence[tuple[str, object]],
+        entries: dict[int, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Logits [copies * m, 1, vocab or k] at each prompt's last position, with ``hooks``
-        (only the ``columns`` the metric reads, when it reads a few)."""
-        read_pos = self.sub.last.repeat(self.copies)
+        (only the ``columns`` the metric reads, when it reads a few).
+
+        ``entries`` (fast path only): layer -> residual streams [copies_l * m, window, d] that
+        enter block l, copy-major, instead of the recorded unpatched ones at the copies' own
+        layers; the pass then holds sum_l copies_l copies."""
         if self.inputs is None:
+            read_pos = self.sub.last.repeat(self.copies)
             tokens = ctx.base_tokens[self.rows].repeat(self.copies, 1)
             logits = ctx.model.run(tokens, hooks, read_pos=read_pos)
             ctx.cost.forward(tokens.shape[0])
             return logits
-        counts = Counter(self.layers)
-        entries = {
-            layer: self.inputs.resid[layer][:, self.p0 : self.stop].repeat(count, 1, 1)
-            for layer, count in counts.items()
-        }
-        first = self.layers[0]
+        if entries is None:
+            entries = {
+                layer: self.inputs.resid[layer][:, self.p0 : self.stop].repeat(count, 1, 1)
+                for layer, count in Counter(self.layers).items()
+            }
+        entries = dict(entries)
+        rows = sum(stream.shape[0] for stream in entries.values())
+        first = min(entries)
         logits = ctx.model.run_from_layer(
             entries.pop(first),
             first,
@@ -251,10 +262,10 @@ class CopyBatch:
             enter=entries,
             start_pos=self.p0,
             stop_pos=self.stop,
-            read_pos=read_pos,
+            read_pos=self.sub.last.repeat(rows // self.m),
             columns=self.columns,
         )
-        ctx.cost.forward(self.copies * self.m)
+        ctx.cost.forward(rows)
         return logits
 
 
