@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.adapter import READOUT_HOOK, BlockOps, block_ops
+from harness.adapter import READOUT_HOOK, BlockOps, block_ops, site_hook_name
 from harness.budget import chunk_plan
 from harness.context import AttributionContext, CostCounter
 from harness.cost import BACKWARD, FORWARD, CostEstimate, check_cost, per_component_cost
@@ -205,7 +205,7 @@ def _from_recorded_prefix(
         m = batch.m
         first = min(batch.layers)
         record: dict[str, torch.Tensor] = {}
-        names = [f"blocks.{j}.hook_resid_pre" for j in range(first + 1, n_layers)]
+        names = [site_hook_name("resid_pre", j) for j in range(first + 1, n_layers)]
         keep = [(name, _keep(record, name)) for name in [*names, READOUT_HOOK]]
         hooks = batch.patch_hooks(distinct, source) + keep
         empty = [frozenset()] * batch.copies
@@ -230,7 +230,7 @@ def _from_recorded_prefix(
             enter: dict[int, list[torch.Tensor]] = {}
             for layer, q, _ in part:
                 enter.setdefault(layer, []).append(
-                    record[f"blocks.{layer}.hook_resid_pre"][q * m : (q + 1) * m]
+                    record[site_hook_name("resid_pre", layer)][q * m : (q + 1) * m]
                 )
             stacked = {layer: torch.cat(values) for layer, values in enter.items()}
             chosen = [variants[i] for _, _, i in part]
