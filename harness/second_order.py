@@ -176,7 +176,8 @@ def _at_zero(
     first = torch.zeros(count, dtype=torch.float64)
     curvature = torch.zeros(count, dtype=torch.float64) if second else None
     kind = "hvp" if second else "backward"
-    plan = chunk_plan(ctx, count, pass_row_bytes(ctx, kind, vocabulary=True), desc)
+    row = pass_row_bytes(ctx, kind, vocabulary=True)
+    plan = chunk_plan(ctx, count, row, f"{desc} at t=0")  # reported apart from the copies' plan
     groups = group_by_hook(components)
     owners = {name: _owners(components, idx, base[name].shape[1:]) for name, idx in groups.items()}
     dtype = ctx.model.dtype

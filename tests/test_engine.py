@@ -41,14 +41,15 @@ def test_small_budget_gives_equal_numbers_in_more_passes(tiny_gpt2):
         base_metric, base, source = _tensors(ctx)
         start = ctx.cost.n_forward
         effects = patch_effects(ctx, ctx.components, source, base_metric)
-        first, second = path_derivatives(ctx, ctx.components, base, source)
-        numbers.append(torch.cat([effects, first, second]))
+        first, second = path_derivatives(ctx, ctx.components, base, source)  # shared pass
+        at_one = path_derivatives(ctx, ctx.components, base, source, t=1.0)  # a copy each
+        numbers.append(torch.cat([effects, first, second, *at_one]))
         passes.append(ctx.cost.n_forward - start)
         chunks = dict(ctx.chunks)
     torch.testing.assert_close(numbers[0], numbers[1], rtol=1e-9, atol=1e-12)
     assert passes[1] > passes[0]
-    assert chunks["path derivatives"]["copies"] == 1
-    assert chunks["path derivatives"]["prompt_rows"] == 1
+    for name in ("path derivatives at t=0", "path derivatives"):  # the shared pass, the copies'
+        assert chunks[name]["copies"] == 1 and chunks[name]["prompt_rows"] == 1, name
 
 
 def test_budget_too_small_for_one_copy_is_a_one_line_error(tiny_gpt2):
