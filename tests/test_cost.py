@@ -78,8 +78,8 @@ def test_every_method_estimates_its_cost_flat_or_linear_in_components(tiny_gpt2,
         (
             ["max_fwd_equiv=5000"],
             r"^error: the ground truth and diagnostics of 1920 components would cost about "
-            r"1\.35e\+04 .*above max_fwd_equiv=5000; .* or patch a sample \(truth.sample=COUNT or a "
-            r"fraction\) or set diagnostics=false$",
+            r"1\.35e\+04 .*above max_fwd_equiv=5000; .* or patch a sample "
+            r"\(truth.sample=COUNT or a fraction\) or set diagnostics=false$",
         ),
     ],
 )
