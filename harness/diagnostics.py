@@ -75,18 +75,30 @@ class PathQuantities:
 
 
 def path_quantities(
-    ctx: AttributionContext, both_ends: bool = True, tensors: PathQuantities | None = None
+    ctx: AttributionContext,
+    both_ends: bool = True,
+    tensors: PathQuantities | None = None,
+    at_zero: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> PathQuantities:
     """First and second path derivatives at t=0 (and, ``both_ends``, the first at t=1) of every
     component's path, from :func:`harness.second_order.path_derivatives` (``tensors``: reuse
-    its site tensors instead of collecting them)."""
+    its site tensors instead of collecting them; ``at_zero``: f'(0) and f''(0), float64
+    [n_components] each, already taken from it, as a method's
+    :attr:`~harness.methods.base.MethodOutput.at_zero`)."""
     names = site_names(ctx.components)
     if tensors is not None:
         base, source = tensors.base, tensors.source
     else:
         _, base = collect_activations(ctx, ctx.base_tokens, names)
         _, source = collect_activations(ctx, ctx.source_tokens, names)
-    first0, second0 = path_derivatives(ctx, ctx.components, base, source, t=0.0)
+    if at_zero is not None:
+        first0, second0 = (value.detach().double().cpu() for value in at_zero)
+        for value in (first0, second0):
+            if value.shape != (len(ctx.components),):
+                shape = tuple(value.shape)
+                raise ValueError(f"at_zero: shape {shape}, expected one value per component")
+    else:
+        first0, second0 = path_derivatives(ctx, ctx.components, base, source, t=0.0)
     first1 = None
     if both_ends:
         first1, _ = path_derivatives(ctx, ctx.components, base, source, t=1.0, second=False)
@@ -222,17 +234,19 @@ def run_diagnostics(
     truth: np.ndarray,
     settings: DiagnosticSettings,
     bound_kind: str | None,
+    at_zero: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Per-component columns and summary values of the reliability scores, flags and bounds.
 
     Columns: ``reliability_<score>``, ``unreliable`` (the label), ``flagged`` (by the first
     score), ``atp_bound_lo/hi``, ``hvp_bound_lo/hi``, and ``bound_lo/hi`` for the method's own
-    estimate kind (``bound_kind`` "atp" or "hvp"; NaN for other methods).
+    estimate kind (``bound_kind`` "atp" or "hvp"; NaN for other methods). ``at_zero``: f'(0)
+    and f''(0) already computed (:func:`path_quantities`).
     """
     scores, flag_cfg, unreliable_cfg = settings.scores, settings.flag, settings.unreliable
     fraction = float(flag_cfg.get("fraction", 0.2))
     thresholds = dict(DEFAULT_THRESHOLDS, **(flag_cfg.get("thresholds") or {}))
-    path = path_quantities(ctx)
+    path = path_quantities(ctx, at_zero=at_zero)
     atp = path.first0.numpy()
     hvp = (path.first0 + path.second0 / 2).numpy()
     labels = unreliable_labels(
@@ -294,8 +308,10 @@ def cached_diagnostics(
     truth: np.ndarray,
     settings: DiagnosticSettings,
     bound_kind: str | None,
+    at_zero: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """:func:`run_diagnostics`, computed once per ground truth and settings and cached.
+    """:func:`run_diagnostics` (``at_zero`` passed on), computed once per ground truth and
+    settings and cached.
 
     The scores, labels, flags and both bounds depend only on the model, prompts, components,
     metric and direction (what ``truth_key`` identifies), the score list and the flag / label
@@ -310,7 +326,7 @@ def cached_diagnostics(
     from harness.storage import content_hash, read_hashed_json, write_hashed_json
 
     if cache_dir is None or truth_key is None:
-        columns, summary = run_diagnostics(ctx, truth, settings, bound_kind)
+        columns, summary = run_diagnostics(ctx, truth, settings, bound_kind, at_zero)
         return columns, {**summary, "diagnostics_cached": False}
     key = {"truth": truth_key, **settings.as_dict(), "bounds": BOUND_FORMULAS}
     path = Path(cache_dir) / "diagnostics" / f"{content_hash(key)[:24]}.json"
@@ -324,7 +340,7 @@ def cached_diagnostics(
         # undefined scores are stored as null (strict JSON): NaN again, as computed fresh
         summary = {k: math.nan if v is None else v for k, v in entry["summary"].items()}
     else:
-        columns, summary = run_diagnostics(ctx, truth, settings, None)
+        columns, summary = run_diagnostics(ctx, truth, settings, None, at_zero)
         write_hashed_json(
             path,
             {

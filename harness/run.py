@@ -224,7 +224,12 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
     diagnostics: dict[str, Any] = {}
     if spec.diagnostics:
         scored_truth = truth_np[scored]
-        columns, diagnostics = run_diagnostics(spec, truth, truth_ctx, scored_truth, truth_index)
+        at_zero = output.at_zero  # the method's exact f'(0), f''(0): not computed twice
+        if at_zero is not None and truth_index is not None:
+            at_zero = tuple(value[truth_index.tolist()] for value in at_zero)
+        columns, diagnostics = run_diagnostics(
+            spec, truth, truth_ctx, scored_truth, truth_index, at_zero
+        )
         for name, column in columns.items():
             frame[name] = on_all_components(column, scored)
     if spec.decomposition:  # where AtP's error comes from (harness/decomposition.py)
@@ -285,11 +290,17 @@ def estimates_frame(
 
 
 def run_diagnostics(
-    spec: JobSpec, truth: Any, truth_ctx: Any, scored_truth: np.ndarray, truth_index: Any
+    spec: JobSpec,
+    truth: Any,
+    truth_ctx: Any,
+    scored_truth: np.ndarray,
+    truth_index: Any,
+    at_zero: Any = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Reliability scores, flags and bounds on the scored components (``scored_truth``: their
     true effects), cached per ground truth and settings and shared by the methods of a grid:
-    (per-scored-component columns, summary values)."""
+    (per-scored-component columns, summary values). ``at_zero``: the scored components'
+    f'(0) and f''(0) when the method computed them (``MethodOutput.at_zero``)."""
     from harness.context import CostCounter
     from harness.diagnostics import DiagnosticSettings, cached_diagnostics
     from harness.storage import content_hash
@@ -305,6 +316,7 @@ def run_diagnostics(
         scored_truth,
         DiagnosticSettings(spec.reliability, spec.flag, spec.unreliable),
         spec.method.error_bound(),
+        at_zero,
     )
     diagnostics["diagnostics_wall_s"] = time.perf_counter() - start
     return columns, diagnostics

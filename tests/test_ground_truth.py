@@ -239,3 +239,40 @@ def test_chunked_atp_and_truth_equal_one_chunk(tiny_gpt2):
     assert base_c == pytest.approx(base_w, rel=1e-12)
     assert source_c == pytest.approx(source_w, rel=1e-12)
     assert chunked.cost.n_forward > whole.cost.n_forward  # it did run in chunks
+
+
+def test_hvp_run_lends_the_diagnostics_its_derivatives_at_zero(
+    tiny_gpt2, tmp_path, capsys, monkeypatch
+):
+    """method=hvp computes f'(0) and f''(0) of every component; the diagnostics take the sampled
+    ones from it (a pass at t = 1 only) and come out as when they compute them themselves."""
+    import pandas as pd
+
+    import harness.diagnostics as diagnostics
+    from tests.test_cli import run_cli
+
+    ends = []
+    original = diagnostics.path_derivatives
+
+    def recording(ctx, components, base, source, t=0.0, **options):
+        ends.append(float(t))
+        return original(ctx, components, base, source, t=t, **options)
+
+    monkeypatch.setattr(diagnostics, "path_derivatives", recording)
+    frames = {}
+    for method in ("hvp", "atp"):  # separate results dirs: no diagnostics cache shared
+        args = local_run_args(tiny_gpt2, _pairs(tmp_path), tmp_path / method)
+        extra = ["components.sites=[neuron]", "truth.sample=12", f"method={method}"]
+        code, _, err = run_cli([*args, *extra], capsys)
+        assert code == 0, err
+        run = next((tmp_path / method / "runs").glob("*/*/summary.json"))
+        frame = pd.read_parquet(run.parent / "estimates.parquet")
+        frames[method] = frame[frame["sampled"]].reset_index(drop=True)
+    assert ends == [1.0, 0.0, 1.0]  # hvp's diagnostics: t = 1 only; atp's: both ends
+    columns = [c for c in frames["atp"] if c.startswith(("reliability_", "atp_bound", "hvp_bound"))]
+    assert "reliability_curvature_ratio" in columns and "hvp_bound_hi" in columns
+    for column in columns:
+        np.testing.assert_allclose(
+            frames["hvp"][column], frames["atp"][column], rtol=1e-4, atol=1e-7, err_msg=column
+        )
+    assert frames["hvp"]["flagged"].tolist() == frames["atp"]["flagged"].tolist()

@@ -25,11 +25,15 @@ from harness.registry import Plugin, Registry
 @dataclass
 class MethodOutput:
     """``estimates`` [n_components] (float64); ``columns``: extra per-component values written to
-    estimates.parquet (each [n_components]); ``summary``: extra scalar values for summary.json."""
+    estimates.parquet (each [n_components]); ``summary``: extra scalar values for summary.json;
+    ``at_zero``: (f_c'(0), f_c''(0)) of every component's path (float64 [n_components] each),
+    when the method took them from :func:`harness.second_order.path_derivatives` at t = 0 (the
+    diagnostics then reuse them instead of computing them again)."""
 
     estimates: torch.Tensor
     columns: dict[str, torch.Tensor] = field(default_factory=dict)
     summary: dict[str, float] = field(default_factory=dict)
+    at_zero: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class Method(Plugin, ABC):

@@ -66,14 +66,18 @@ class HessianVectorProduct(Method):
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         names = site_names(ctx.components)
         _, source = collect_activations(ctx, ctx.source_tokens, names)
+        at_zero = None
         if self.config["mode"] == "exact":
             _, base = collect_activations(ctx, ctx.base_tokens, names)
             first, curvature = path_derivatives(ctx, ctx.components, base, source, t=0.0)
             second = curvature / 2
+            at_zero = (first, curvature)
         else:
             first, second = shared_terms(ctx, names, source)
         return MethodOutput(
-            estimates=first + second, columns={"first_order": first, "second_order": second}
+            estimates=first + second,
+            columns={"first_order": first, "second_order": second},
+            at_zero=at_zero,
         )
 
 
