@@ -1,5 +1,6 @@
-"""Smoke test of the benchmark scripts (benchmarks are not unit tests: this only checks that B1
-runs end to end on a tiny shape and that its three ground-truth engines agree)."""
+"""Smoke test of the benchmark scripts (benchmarks are not unit tests: this only checks that B1,
+B5 and B7 run end to end on a tiny shape, that B1's three ground-truth engines agree and that
+B7's TransformerLens loop agrees with the harness's truth)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,18 @@ def test_b5_runs_and_writes_its_figure(tmp_path):
     assert all(r["wall_s"] > 0 and r["est_fwd_equiv"] > 0 for r in rows)
     assert "crosses actpatch at N" in out.stdout
     assert (tmp_path / "b5_scale_gpt2-random.png").stat().st_size > 10_000
+
+
+def test_b7_times_whole_processes_and_the_tl_loop_agrees():
+    shrink = ["n_layer=1", "n_embd=32", "n_head=4"]
+    args = [f"--set=+model.arch_overrides.{kv}" for kv in shrink] + ["--prompts", "2"]
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "b7_whole_process.py"), *args, "--skip-defaults"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:] + out.stdout[-2000:]
+    assert "(agree, tolerance 1e-5)" in out.stdout, out.stdout
+    assert "ground truth only" in out.stdout and "TL loop / ground truth only (CPU):" in out.stdout
