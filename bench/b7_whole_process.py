@@ -89,6 +89,17 @@ def tl_child(args: argparse.Namespace) -> None:
     Path(args.tl_child).write_text(json.dumps(dict(zip(ids, effects.tolist(), strict=True))))
 
 
+STAGES = ("truth_wall_s", "wall_s", "diagnostics_wall_s", "circuits_wall_s")
+"""The stage timings of a run's summary.json (``wall_s``: the method's)."""
+
+
+def stage_seconds(results: Path) -> dict[str, float]:
+    """The stage timings of the one run under ``results``."""
+    (summary,) = results.glob("runs/*/*/summary.json")
+    record = json.loads(summary.read_text())
+    return {name: float(record[name]) for name in STAGES if name in record}
+
+
 def harness_truth(results: Path) -> dict[str, float]:
     """component id -> true effect, from the one run under ``results``."""
     import pandas as pd
@@ -136,6 +147,8 @@ def main() -> None:
         child = [sys.executable, __file__, *sys.argv[1:], "--tl-child", str(effects)]
         rows["TL loop"] = measured(child, env)
         truth = harness_truth(tmp / "truth")
+        runs = ["truth"] if args.skip_defaults else ["truth", "defaults"]
+        stages = {name: stage_seconds(tmp / name) for name in runs}
         tl = json.loads(effects.read_text())
     scale = max(abs(v) for v in truth.values()) or 1.0
     worst = max(abs(tl[k] - truth[k]) for k in truth) / scale
@@ -150,6 +163,9 @@ def main() -> None:
             f"  {name:<20}{row['wall_s']:9.1f}{row['cpu_s']:9.1f}{row['rss_mb']:9.0f}"
             f"{row['wall_s'] / base['wall_s']:9.2f}{row['cpu_s'] / base['cpu_s']:9.2f}"
         )
+    for name, seconds in stages.items():
+        line = ", ".join(f"{key} {value:.1f}" for key, value in seconds.items())
+        print(f"  stages of the {name} run (summary.json, wall s): {line}")
     tl_ratio = rows["TL loop"]["cpu_s"] / base["cpu_s"]
     print(f"\nTL loop / ground truth only (CPU): {tl_ratio:.2f}x (target >= 2.5x)")
     if "defaults" in rows:
