@@ -11,12 +11,12 @@ memory (CUDA: ``torch.cuda.max_memory_allocated`` since the call started; CPU: t
 of the process's resident set over the call, sampled every 5 ms). A method whose call took
 longer than ``--budget`` seconds is not run at larger N of that set (``skipped``).
 
-Then per method and set: ``flat`` when the sequences it pushed through the model are the same
-at every measured N, else ``linear``; a least-squares line wall = a + b N over the measured
-points, and the N where it crosses actpatch's (full patching of the same N components).
-``--replot RUN.jsonl`` prints that and redraws the figure from an earlier run. Writes
-``b5_scale_<model>.jsonl`` (one measurement a line)
-and ``b5_scale_<model>.png`` (wall time, forward equivalents and peak memory against N, one
+Then per method and set: ``flat`` when the passes it counted (sequences pushed through the
+model, backwards, Hessian-vector products) are the same at every measured N, else ``linear``;
+a least-squares line wall = a + b N over the measured points, and the N where it crosses
+actpatch's (full patching of the same N components). ``--replot RUN.jsonl`` prints that and
+redraws the figure from an earlier run. Writes ``b5_scale_<model>.jsonl`` (one measurement a
+line) and ``b5_scale_<model>.png`` (wall time, forward equivalents and peak memory against N, one
 row of panels per set) under ``--out``.
 
     python bench/b5_scale.py --zoo toy-gpt2 --sizes 16,64,256,1024,5000
@@ -150,11 +150,12 @@ def fit(points: list[dict]) -> tuple[float, float]:
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Per (set, method): ``flat`` or ``linear`` from the counted sequences pushed through the
-    model (exact where seconds are noisy) over the measured N, or from the method's own
-    estimate over every N when fewer than two were measured (``kind`` then ends in ``*``);
-    the least-squares line wall = a + b N; and the N where that line crosses actpatch's
-    (full patching of the same components), when both have two measured points or more."""
+    """Per (set, method): ``flat`` or ``linear`` from the counted passes (sequences pushed
+    through the model, backwards, HVPs: exact where seconds are noisy) over the measured N,
+    or from the method's own estimate over every N when fewer than two were measured (``kind``
+    then ends in ``*``); the least-squares line wall = a + b N; and the N where that line
+    crosses actpatch's (full patching of the same components), when both have two measured
+    points or more."""
     out = []
     for set_name in dict.fromkeys(r["set"] for r in rows):
         in_set = [r for r in rows if r["set"] == set_name]
@@ -164,7 +165,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         for method in dict.fromkeys(r["method"] for r in in_set):
             points = [r for r in measured if r["method"] == method]
             if len(points) >= 2:
-                pushed = {p["n_sequences"] for p in points}
+                pushed = {(p["n_sequences"], p["n_backward"], p["n_hvp"]) for p in points}
                 kind = "flat" if len(pushed) == 1 else "linear"
             else:
                 rows_n = [r for r in in_set if r["method"] == method]
@@ -201,7 +202,7 @@ def report(rows: list[dict], out: Path, label: str, title: str) -> None:
     """Print the fitted lines and write the figure."""
     from harness.plots import save
 
-    print("flat or linear (sequences pushed; * = from the estimate), fitted wall = a + b N, and")
+    print("flat or linear (passes counted; * = from the estimate), fitted wall = a + b N, and")
     print("where that line crosses actpatch (full patching; cheaper / dearer: at every measured")
     print("N, with no crossing ahead):")
     print(
