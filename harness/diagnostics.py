@@ -95,8 +95,10 @@ def path_quantities(
         first0, second0 = (value.detach().double().cpu() for value in at_zero)
         for value in (first0, second0):
             if value.shape != (len(ctx.components),):
-                shape = tuple(value.shape)
-                raise ValueError(f"at_zero: shape {shape}, expected one value per component")
+                raise HarnessError(
+                    f"the method's at_zero has shape {tuple(value.shape)}, expected "
+                    f"({len(ctx.components)},): one f'(0) and one f''(0) per component"
+                )
     else:
         first0, second0 = path_derivatives(ctx, ctx.components, base, source, t=0.0)
     first1 = None

@@ -7,9 +7,16 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from omegaconf import OmegaConf
 
-from harness.diagnostics import DiagnosticSettings, cached_diagnostics, run_diagnostics
+from harness.diagnostics import (
+    DiagnosticSettings,
+    cached_diagnostics,
+    path_quantities,
+    run_diagnostics,
+)
+from harness.errors import HarnessError
 from harness.methods.base import make_method
 from tests.helpers import make_context, random_batch
 
@@ -46,3 +53,11 @@ def test_cached_diagnostics_equal_fresh_ones(tiny_gpt2, tmp_path):
     assert summary["diagnostics_cached"] is False
     _, summary = cached_diagnostics(None, "truthkey", ctx, truth, settings, None)
     assert summary["diagnostics_cached"] is False and np.isnan(summary["bound_coverage"])
+
+
+def test_at_zero_of_the_wrong_shape_is_one_line(tiny_gpt2):
+    ctx, _ = make_context(tiny_gpt2, random_batch(2, 6, seed=3))
+    n = len(ctx.components)
+    wrong = (torch.zeros(n - 1, dtype=torch.float64), torch.zeros(n - 1, dtype=torch.float64))
+    with pytest.raises(HarnessError, match=rf"^the method's at_zero has shape \({n - 1},\), "):
+        path_quantities(ctx, both_ends=False, at_zero=wrong)
