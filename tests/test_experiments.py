@@ -36,8 +36,8 @@ def test_paper_grids():
     for grid in (zoo, hub):
         assert grid["task"] == ["ioi", "ioi_random_token", "greater_than", "factual_recall"]
         names = [m.removesuffix("_fast") for m in grid["method"]]  # ig_fast -> ig
-        assert names == [
-            "atp", "hvp", "hvp_shared", "ms_hvp", "ig", "ig_joint", "integrated_hessians",
+        assert names == [  # hvp first: the cached diagnostics reuse its f'(0), f''(0)
+            "hvp", "atp", "hvp_shared", "ms_hvp", "ig", "ig_joint", "integrated_hessians",
             "atp_star", "sff", "sff_ms_hvp", "sff_actpatch",
         ]  # fmt: skip
 
