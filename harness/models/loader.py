@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,13 +246,78 @@ def one_line(err: BaseException) -> str:
     return " ".join(str(err).split())
 
 
+def checkpoint_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor name in the folder's safetensors files with its shape, read from the files'
+    headers (no weight data is read)."""
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as handle:
+            for key in handle.keys():
+                shapes[key] = tuple(handle.get_slice(key).get_shape())
+    return shapes
+
+
+def skeleton_mismatch(folder: Path, trust_remote_code: bool) -> bool:
+    """Whether the checkpoint's tensor names and shapes differ from the model that
+    ``config.json`` declares, built with ``from_config`` on the meta device (no memory, no
+    weight data). Tied weights count as present when any name of the tie is; a checkpoint saved
+    from the base model (no ``base_model_prefix``) and the legacy LayerNorm names ``gamma`` and
+    ``beta`` are matched as transformers matches them. ``True`` means only that this plain
+    comparison cannot vouch for the folder: :func:`check_weights` then asks transformers."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    tensors = {
+        **dict(model.named_parameters(remove_duplicate=False)),
+        **dict(model.named_buffers(remove_duplicate=False)),
+    }
+    declared = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    ties: dict[int, set[str]] = {}
+    for key in declared:
+        if key in tensors:
+            ties.setdefault(id(tensors[key]), set()).add(key)
+    prefix = f"{model.base_model_prefix}." if model.base_model_prefix else ""
+
+    def declared_name(key: str) -> str:
+        key = re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", key))
+        if prefix and key not in declared and prefix + key in declared:
+            return prefix + key
+        return key
+
+    stored = {declared_name(k): shape for k, shape in checkpoint_shapes(folder).items()}
+    ignored = [
+        re.compile(p) for p in (getattr(model, "_keys_to_ignore_on_load_unexpected", None) or [])
+    ]
+    if any(k not in declared and not any(p.search(k) for p in ignored) for k in stored):
+        return True
+    optional = [
+        re.compile(p) for p in (getattr(model, "_keys_to_ignore_on_load_missing", None) or [])
+    ]
+    for key, shape in declared.items():
+        if key in stored:
+            if stored[key] != shape:
+                return True
+            continue
+        tied = ties.get(id(tensors.get(key)), {key})
+        if not any(k in stored for k in tied) and not any(p.search(key) for p in optional):
+            return True
+    return False
+
+
 def check_weights(folder: Path, trust_remote_code: bool = False) -> None:
     """Refuse a checkpoint that disagrees with its ``config.json``: declared weights missing
     from the safetensors files (they would be randomly initialised), weights no declared module
-    takes (they would be dropped), or weights of another shape (e.g. ``vocab_size``). The model
-    is built on the meta device and the checkpoint matched by transformers' own loading rules
-    (tied weights, renamed keys), so no weight data is read. A folder without safetensors files
-    has nothing to compare here."""
+    takes (they would be dropped), or weights of another shape (e.g. ``vocab_size``).
+
+    The names and shapes in the files' headers are compared with a skeleton built on the meta
+    device (:func:`skeleton_mismatch`), which reads no weight data. Only where that comparison
+    finds a difference does transformers load the checkpoint on the CPU by its own rules
+    (renamed or converted keys, tied weights) and name what disagrees; a difference its rules
+    resolve is no error. A folder without safetensors files has nothing to compare here."""
     if not any(folder.glob("*.safetensors")):
         return
     from transformers import AutoModelForCausalLM
@@ -261,9 +327,11 @@ def check_weights(folder: Path, trust_remote_code: bool = False) -> None:
     hf_logging.set_verbosity_error()  # the same news comes back below as one line
     hf_logging.disable_progress_bar()
     try:
+        if not skeleton_mismatch(folder, trust_remote_code):
+            return
         _, info = AutoModelForCausalLM.from_pretrained(
             str(folder),
-            device_map="meta",
+            device_map="cpu",
             output_loading_info=True,
             ignore_mismatched_sizes=True,
             trust_remote_code=trust_remote_code,

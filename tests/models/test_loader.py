@@ -92,6 +92,57 @@ def test_missing_tokenizer_json_message_is_complete(tiny_gpt2, tmp_path):
     assert message.rstrip().endswith("to a fast one.")
 
 
+def renamed_copy(source: Path, folder: Path, rename) -> Path:
+    """A copy of ``source`` whose safetensors keys are renamed by ``rename`` (None: dropped)."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(source, folder)
+    path = folder / "model.safetensors"
+    tensors = load_file(str(path))
+    renamed = {rename(k): v.contiguous() for k, v in tensors.items() if rename(k) is not None}
+    save_file(renamed, str(path), metadata={"format": "pt"})
+    return folder
+
+
+@pytest.mark.parametrize(
+    "family, rename",
+    [
+        ("gpt2", lambda k: k.removeprefix("transformer.")),  # saved from the base model
+        (
+            "gpt2",
+            lambda k: k.replace("ln_f.weight", "ln_f.gamma").replace("ln_f.bias", "ln_f.beta"),
+        ),
+        ("gemma2", lambda k: None if k == "lm_head.weight" else k),  # tied to the embedding
+        ("llama", lambda k: k),
+    ],
+    ids=["base_model_prefix", "legacy_gamma_beta", "tied_head_absent", "as_saved"],
+)
+def test_names_transformers_maps_are_not_refused(
+    family, rename, tiny_models, tmp_path, monkeypatch
+):
+    """Renamed keys and tied weights that transformers' own loading resolves pass the check, and
+    a folder whose names and shapes match is checked from the file headers alone."""
+    import transformers
+
+    folder = renamed_copy(tiny_models[family], tmp_path / "model", rename)
+    check_weights(folder)
+    if family == "llama":  # an exact match never loads the weights
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("from_pretrained read the weights of a matching folder")
+
+        monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+        check_weights(folder)
+
+
+def test_dropped_weight_is_refused_by_name(tiny_gpt2, tmp_path):
+    folder = renamed_copy(
+        tiny_gpt2, tmp_path / "model", lambda k: None if "h.1.mlp.c_fc.bias" in k else k
+    )
+    with pytest.raises(HarnessError, match="1 declared weights missing.*h.1.mlp.c_fc.bias"):
+        check_weights(folder)
+
+
 @pytest.mark.parametrize("slug", zoo_models())
 def test_every_shipped_zoo_model_matches_its_config(slug):
     check_weights(ZOO_DIR / slug)  # raises on any missing, unexpected or reshaped weight
