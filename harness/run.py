@@ -332,6 +332,7 @@ def write_record(
     """The fourth stage: assemble ``summary.json`` and write it with ``estimates.parquet`` (and
     ``circuit_curve.parquet``) into ``out_dir``, each atomically."""
     from harness.cost import peak_mem_mb
+    from harness.environment import environment
     from harness.storage import atomic_write_json, atomic_write_parquet
     from harness.task_metric import clean_task_scores
 
@@ -349,6 +350,7 @@ def write_record(
         "direction": spec.direction,
         "dtype": spec.dtype,
         "device": str(job.loaded.adapter.device),
+        "environment": environment(str(job.loaded.adapter.device)),
         "seed": spec.seed,
         "sites": spec.sites,
         "positions": spec.positions,

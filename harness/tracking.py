@@ -49,6 +49,7 @@ RECORD_KEYS = (
     "direction",
     "dtype",
     "device",
+    "environment",
     "seed",
     "sites",
     "positions",
