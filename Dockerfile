@@ -28,10 +28,13 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY requirements ./requirements
 COPY harness ./harness
 COPY conf ./conf
 COPY tasks ./tasks
-RUN pip install ".[launchers]"
+# through the lock: the versions the project was tested with (the CUDA torch of the cu index
+# satisfies the lock's torch==2.13.0 too)
+RUN pip install -c requirements/lock-cpu.txt ".[launchers]"
 
 # results (and the ground-truth cache) land in /app/results: mount a host folder there
 VOLUME ["/app/results", "/root/.cache/huggingface"]
