@@ -54,7 +54,9 @@ def test_patching_own_activations_changes_nothing(tiny_gpt2):
     names = site_names(ctx.components)
     base_metric, base = collect_activations(ctx, ctx.base_tokens, names)
     effects = patch_effects(ctx, ctx.components, base, base_metric)
-    assert effects.abs().max() == 0
+    # zero to float64 rounding: a patched copy runs in another batch shape than the base run,
+    # and CPU kernels may sum in another order for another shape (an ulp of the metric)
+    assert effects.abs().max() <= 1e-12
 
 
 def test_first_residual_patch_reproduces_source_run(tiny_models):
