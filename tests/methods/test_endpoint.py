@@ -1,0 +1,96 @@
+"""End-point rules (trapezoid, cubic Hermite) and the guarded HVP: exact where the path is
+quadratic, f'(1) equal to an independent finite difference, the guard's limits (AtP at trust 0,
+the HVP where it does not act, a clip of exactly tau |f'(0)|)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.methods.base import make_method
+from harness.patching import collect_activations, site_names
+from tests.conftest import build_tiny_model
+from tests.helpers import make_context, path_metric, random_batch
+
+
+@pytest.fixture(scope="module")
+def toy(tiny_gpt2):
+    ctx, _ = make_context(tiny_gpt2, random_batch(3, 6, seed=31), sites=("head", "mlp_out"))
+    ctx.components = [c for c in ctx.components if c.head in (-1, 1)]
+    return ctx
+
+
+def test_end_derivative_equals_a_finite_difference_and_trapezoid_is_its_mean(toy):
+    ctx = toy
+    out = make_method({"name": "trapezoid"}).estimate(ctx)
+    atp = make_method({"name": "atp"}).estimate(ctx).estimates
+    torch.testing.assert_close(out.columns["first_order"], atp, rtol=1e-9, atol=1e-12)
+    names = site_names(ctx.components)
+    _, base = collect_activations(ctx, ctx.base_tokens, names)
+    _, source = collect_activations(ctx, ctx.source_tokens, names)
+    h = 1e-4
+    for i, component in enumerate(ctx.components):
+        up, down = (path_metric(ctx, component, source, base, 1 + s) for s in (h, -h))
+        end = out.columns["first_order_end"][i].item()
+        assert end == pytest.approx((up - down) / (2 * h), rel=1e-6, abs=1e-8), component.id
+    torch.testing.assert_close(
+        out.estimates, (atp + out.columns["first_order_end"]) / 2, rtol=1e-12, atol=0
+    )
+
+
+def test_hermite_is_the_formula_on_the_path_quantities(toy):
+    ctx = toy
+    hermite = make_method({"name": "hermite"}).estimate(ctx)
+    hvp = make_method({"name": "hvp"}).estimate(ctx)
+    end = make_method({"name": "trapezoid"}).estimate(ctx).columns["first_order_end"]
+    first, half_second = hvp.columns["first_order"], hvp.columns["second_order"]
+    expected = first + half_second + (end - first - 2 * half_second) / 3
+    torch.testing.assert_close(hermite.estimates, expected, rtol=1e-9, atol=1e-12)
+    assert hermite.at_zero is not None  # f'(0), f''(0) lent to the diagnostics
+    assert (hermite.estimates - hvp.estimates).abs().max() > 1e-4  # the end point matters
+
+
+def test_guard_limits(toy):
+    ctx = toy
+    hvp = make_method({"name": "hvp"}).estimate(ctx)
+    first, term = hvp.columns["first_order"], hvp.columns["second_order"]
+    at_zero = make_method({"name": "hvp_guarded", "trust": 0.0}).estimate(ctx)
+    torch.testing.assert_close(at_zero.estimates, first, rtol=0, atol=0)
+    wide = make_method({"name": "hvp_guarded", "trust": 1e6}).estimate(ctx)
+    torch.testing.assert_close(wide.estimates, hvp.estimates, rtol=1e-12, atol=0)
+    assert not wide.columns["clipped"].any()
+    tau = float((term.abs() / first.abs()).median())  # about half the components clipped
+    guarded = make_method({"name": "hvp_guarded", "trust": tau}).estimate(ctx)
+    clipped = guarded.columns["clipped"].bool()
+    assert 0 < int(clipped.sum()) < len(clipped)
+    expected = torch.where(clipped, first + term.sign() * tau * first.abs(), hvp.estimates)
+    torch.testing.assert_close(guarded.estimates, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_end_point_rules_are_exact_on_a_quadratic_path(tmp_path, monkeypatch):
+    # test_hvp.py's quadratic construction: a linear gated MLP and linear norms after the last
+    # attention make f_c(t) exactly quadratic, where the trapezoid and Hermite rules are exact.
+    from transformers import LlamaForCausalLM
+    from transformers.models.llama import modeling_llama
+
+    def float64_rms_norm(self, x):
+        return (
+            self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+        )
+
+    monkeypatch.setattr(modeling_llama.LlamaRMSNorm, "forward", float64_rms_norm)
+    folder = build_tiny_model(tmp_path / "q", "llama", hidden_act="linear", rms_norm_eps=1e20)
+    model = LlamaForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.mul_(1e10)
+    model.save_pretrained(folder)
+    ctx, _ = make_context(folder, random_batch(3, 6, seed=7), sites=("head", "attn_out"))
+    ctx.components = [c for c in ctx.components if c.layer == 2]
+    truth = make_method({"name": "actpatch"}).estimate(ctx).estimates
+    atp_error = (make_method({"name": "atp"}).estimate(ctx).estimates - truth).abs().max()
+    assert atp_error > 1e-6 * truth.abs().max(), "no curvature: the check would be vacuous"
+    for slug in ("trapezoid", "hermite"):
+        estimates = make_method({"name": slug}).estimate(ctx).estimates
+        assert (estimates - truth).abs().max() < 1e-8 * atp_error, slug
