@@ -1,16 +1,21 @@
 """``harness-report DIR``: gather every run record below DIR into tables and figures.
 
 Reads each run directory's ``summary.json`` and ``estimates.parquet`` (the source of truth;
-nothing is recomputed), skips failed or partial runs with a warning, and writes under
-``DIR/report/`` (or ``--out``):
+nothing is recomputed) after checking them against the SHA-256s in its ``files.json`` (as
+resume does), skips failed, partial, edited or damaged runs and second copies of a ``run_id``
+with a warning, counts runs without ``files.json`` (older records) as unverified, and writes
+under ``DIR/report/`` (or ``--out``; nothing is written when no run is complete):
 
-- ``results.parquet``: one row per run, the flat summary (metrics, cost, identifiers) plus
-  ``run_dir`` (relative to DIR);
+- ``results.parquet``: one row per run, the flat summary (metrics, cost, identifiers), the
+  environment's versions (``env_python``, ``env_torch``, ...) plus ``run_dir`` (relative to
+  DIR);
 - ``tables.md`` and ``tables.tex``: one table per task, rows = model x method (plus any setting
   that varies between runs of the same model and method: metric, direction, sites, positions,
   dtype), columns = Spearman, relative error, top-k recall, CPR / CMD (when the runs report them),
   flag precision / recall, bound coverage and cost; repeated runs (seeds) are averaged and
-  counted in ``runs``;
+  counted in ``runs``; under each, the rows' environment (library versions, device), with a
+  warning (also on stderr) when one table mixes versions of
+  :data:`harness.environment.VERSION_KEYS`;
 - ``figures/*.png`` and ``*.pdf``: estimate vs truth per method, error vs cost (Pareto front),
   error per layer and site, and the reliability scores' precision-recall curve.
 
@@ -30,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from harness.environment import VERSION_KEYS
 
 ID_COLUMNS = ("model", "task", "method")
 # Settings that make two runs of one (model, task, method) different rows, when they vary.
@@ -71,6 +78,11 @@ NUMBER_FIELDS = tuple(k for k, _, _ in TABLE_COLUMNS if k not in BOOL_FIELDS) + 
 TEXT_FIELDS = ID_COLUMNS + ("metric", "direction", "dtype", "positions")
 SKIP_DIRS = {"report", "wandb", "cache", "index", ".hydra", ".submitit", "__pycache__"}
 FIGURES = ("estimate_vs_truth", "error_vs_cost", "error_by_layer_site", "reliability_pr")
+# summary.json's ``environment`` keys shown per row group: the versions, then the device.
+ENVIRONMENT_KEYS = (*VERSION_KEYS, "device_name")
+ENV_PREFIX = "env_"
+UNKNOWN = "unknown"  # a record without ``environment`` (written before it was recorded)
+NOT_INSTALLED = "not installed"  # ``environment`` names the library with a null version
 
 
 @dataclass
@@ -81,11 +93,16 @@ class Collected:
     results: pd.DataFrame
     estimates: pd.DataFrame
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    unverified: list[Path] = field(default_factory=list)
+    """Run directories without ``files.json`` (older records): read, but not checked."""
 
 
-def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
-    """A run directory's ``summary.json`` and ``estimates.parquet``; ``ValueError`` with the
-    reason when the run failed or is incomplete."""
+def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, bool]:
+    """A run directory's ``summary.json``, ``estimates.parquet`` and whether its ``files.json``
+    vouched for them (False: no such record); ``ValueError`` with the reason when the run failed,
+    is incomplete, or a file differs from its recorded SHA-256."""
+    from harness.storage import verify_run_folder
+
     run_dir = Path(run_dir)
     summary_path = run_dir / "summary.json"
     estimates_path = run_dir / "estimates.parquet"
@@ -109,6 +126,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
         except (OSError, ValueError, AttributeError):
             newer = "another run"
         raise ValueError(f"superseded by {newer} (the same config recomputed)")
+    verified = verify_run_folder(run_dir)
     try:
         summary = json.loads(summary_path.read_text())
     except (OSError, ValueError) as err:
@@ -125,13 +143,14 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
         estimates = pd.read_parquet(estimates_path)
     except Exception as err:  # pyarrow raises several types on a bad file
         raise ValueError(f"unreadable estimates.parquet ({type(err).__name__})") from None
-    return summary, estimates
+    return summary, estimates, verified
 
 
 def check_field_types(summary: dict[str, Any]) -> None:
     """``ValueError`` naming the first field of :data:`NUMBER_FIELDS` that is not a number or
     null, of :data:`BOOL_FIELDS` that is not a boolean or null, or of :data:`TEXT_FIELDS` that
-    is not a string."""
+    is not a string, or an ``environment`` that is not an object of strings or nulls (and an
+    integer ``cpu_threads``)."""
     for key in NUMBER_FIELDS:
         value = summary.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
@@ -151,6 +170,18 @@ def check_field_types(summary: dict[str, Any]) -> None:
         if key in summary and not isinstance(value, str):
             raise ValueError(
                 f"summary.json field {key!r} is {type(value).__name__} {value!r}, expected a string"
+            )
+    env = summary.get("environment")
+    if env is not None and not isinstance(env, dict):
+        raise ValueError(
+            f"summary.json field 'environment' is {type(env).__name__} {env!r}, expected an object"
+        )
+    for key in ENVIRONMENT_KEYS:
+        value = (env or {}).get(key)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(
+                f"summary.json field 'environment.{key}' is {type(value).__name__} {value!r}, "
+                "expected a string or null"
             )
 
 
@@ -202,17 +233,41 @@ def flat_summary(summary: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def environment_columns(summary: dict[str, Any]) -> dict[str, str]:
+    """``env_<key>`` for each of :data:`ENVIRONMENT_KEYS`: the summary's ``environment`` value,
+    :data:`NOT_INSTALLED` where it is null, :data:`UNKNOWN` where the record has none."""
+    env = summary.get("environment")
+    if not isinstance(env, dict):
+        return {ENV_PREFIX + key: UNKNOWN for key in ENVIRONMENT_KEYS}
+    return {
+        ENV_PREFIX + key: UNKNOWN if key not in env else env[key] or NOT_INSTALLED
+        for key in ENVIRONMENT_KEYS
+    }
+
+
 def collect(root: Path) -> Collected:
-    """Every complete run below ``root``."""
+    """Every complete run below ``root``, each ``run_id`` once (the first folder in path order;
+    a copy is skipped with a reason naming both folders)."""
     root = Path(root)
-    rows, frames, skipped = [], [], []
+    rows, frames, skipped, unverified = [], [], [], []
+    first_dir: dict[str, Path] = {}
     for run_dir in find_run_dirs(root):
         try:
-            summary, estimates = read_run(run_dir)
+            summary, estimates, verified = read_run(run_dir)
         except ValueError as err:
             skipped.append((run_dir, str(err)))
             continue
-        row = flat_summary(summary)
+        run_id = summary.get("run_id")
+        if isinstance(run_id, str) and run_id in first_dir:
+            skipped.append(
+                (run_dir, f"run_id {run_id} is also in {first_dir[run_id]} (a copy): counted once")
+            )
+            continue
+        if isinstance(run_id, str):
+            first_dir[run_id] = run_dir
+        if not verified:
+            unverified.append(run_dir)
+        row = flat_summary(summary) | environment_columns(summary)
         row["run_dir"] = str(run_dir.relative_to(root)) if run_dir != root else "."
         rows.append(row)
         estimates = estimates.copy()
@@ -228,11 +283,23 @@ def collect(root: Path) -> Collected:
         results = results.sort_values(list(ID_COLUMNS) + ["run_dir"], kind="stable")
         results = results.reset_index(drop=True)
     estimates_all = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return Collected(results=results, estimates=estimates_all, skipped=skipped)
+    return Collected(
+        results=results, estimates=estimates_all, skipped=skipped, unverified=unverified
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Tables
+
+
+def row_keys(sub: pd.DataFrame) -> list[str]:
+    """The columns that name one row of a task's table: model, method and each of
+    :data:`SETTING_COLUMNS` that varies between runs of one model and method."""
+    keys = ["model", "method"]
+    for col in SETTING_COLUMNS:
+        if col in sub and sub.groupby(keys, dropna=False)[col].nunique(dropna=False).max() > 1:
+            keys.append(col)
+    return keys
 
 
 def table_frames(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -242,10 +309,7 @@ def table_frames(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
     if results.empty:
         return tables
     for task, sub in results.groupby("task", sort=True):
-        keys = ["model", "method"]
-        for col in SETTING_COLUMNS:
-            if col in sub and sub.groupby(keys, dropna=False)[col].nunique(dropna=False).max() > 1:
-                keys.append(col)
+        keys = row_keys(sub)
         metrics = [k for k, _, _ in TABLE_COLUMNS if k in sub and sub[k].notna().any()]
         numeric = sub[metrics].apply(pd.to_numeric, errors="coerce")
         grouped = pd.concat([sub[keys], numeric], axis=1).groupby(keys, sort=True, dropna=False)
@@ -253,6 +317,54 @@ def table_frames(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
         table["runs"] = grouped.size()
         tables[str(task)] = table.reset_index()
     return tables
+
+
+def environment_frames(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One table per task, rows as in :func:`table_frames`, columns :data:`ENVIRONMENT_KEYS`:
+    the distinct values among the row's runs, comma-separated (:data:`UNKNOWN` for records
+    without an environment)."""
+    frames: dict[str, pd.DataFrame] = {}
+    if results.empty:
+        return frames
+    for task, sub in results.groupby("task", sort=True):
+        keys = row_keys(sub)
+        sub = sub.assign(
+            **{
+                ENV_PREFIX + key: sub.get(ENV_PREFIX + key, UNKNOWN).fillna(UNKNOWN).astype(str)
+                for key in ENVIRONMENT_KEYS
+            }
+        )
+        columns = [ENV_PREFIX + key for key in ENVIRONMENT_KEYS]
+        frame = sub.groupby(keys, sort=True, dropna=False)[columns].agg(
+            lambda values: ", ".join(sorted(set(values)))
+        )
+        frames[str(task)] = frame.rename(columns=lambda c: c[len(ENV_PREFIX) :]).reset_index()
+    return frames
+
+
+def mixed_versions(results: pd.DataFrame) -> dict[str, str]:
+    """Task -> what its table mixes, e.g. ``"torch 2.12.0, 2.13.0"`` (``"; "`` between keys),
+    for each task whose runs have more than one known version of a :data:`VERSION_KEYS`
+    library (:data:`UNKNOWN` is not a version)."""
+    mixed: dict[str, str] = {}
+    if results.empty:
+        return mixed
+    for task, sub in results.groupby("task", sort=True):
+        parts = []
+        for key in VERSION_KEYS:
+            column = sub.get(ENV_PREFIX + key)
+            values = set() if column is None else set(column.dropna().astype(str)) - {UNKNOWN}
+            if len(values) > 1:
+                parts.append(f"{key} {', '.join(sorted(values))}")
+        if parts:
+            mixed[str(task)] = "; ".join(parts)
+    return mixed
+
+
+def mixed_warning(task: str, what: str) -> str:
+    """The sentence that warns that ``task``'s table mixes versions (``what``: see
+    :func:`mixed_versions`)."""
+    return f"table {task!r} mixes versions ({what}): its rows may not be comparable"
 
 
 def _cell(value: Any, fmt: str, missing: str) -> str:
@@ -266,6 +378,7 @@ def _cell(value: Any, fmt: str, missing: str) -> str:
 def _header_and_cells(table: pd.DataFrame, missing: str) -> tuple[list[str], list[list[str]]]:
     labels = {k: (label, fmt) for k, label, fmt in TABLE_COLUMNS}
     labels["runs"] = ("runs", "{:.0f}")
+    labels["device_name"] = ("device", "{}")
     header = [labels.get(c, (c, "{}"))[0] for c in table.columns]
     cells = [
         [_cell(row[c], labels.get(c, (c, "{}"))[1], missing) for c in table.columns]
@@ -283,32 +396,45 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def to_markdown(tables: dict[str, pd.DataFrame]) -> str:
-    """GitHub-flavoured Markdown, one section per task (no ``tabulate`` needed)."""
+def _aligned_markdown(table: pd.DataFrame) -> list[str]:
+    """The lines of ``table`` as a Markdown table, columns padded, numbers right-aligned."""
+    header, cells = _header_and_cells(table, missing="-")
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"]
+    lines.append(
+        "| "
+        + " | ".join(
+            ("-" * (w - 1) + ":") if num else "-" * w
+            for w, num in zip(widths, numeric, strict=True)
+        )
+        + " |"
+    )
+    for row in cells:
+        aligned = zip(row, widths, numeric, strict=True)
+        padded = [c.rjust(w) if num else c.ljust(w) for c, w, num in aligned]
+        lines.append("| " + " | ".join(padded) + " |")
+    return lines
+
+
+def to_markdown(
+    tables: dict[str, pd.DataFrame],
+    environments: dict[str, pd.DataFrame] | None = None,
+    mixed: dict[str, str] | None = None,
+) -> str:
+    """GitHub-flavoured Markdown, one section per task (no ``tabulate`` needed): the table, a
+    warning where ``mixed`` (:func:`mixed_versions`) names the task, and the rows' environment
+    from ``environments`` (:func:`environment_frames`)."""
+    environments, mixed = environments or {}, mixed or {}
     out = ["# Attribution methods vs activation patching", ""]
     for task, table in tables.items():
-        header, cells = _header_and_cells(table, missing="-")
-        widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-        numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
         out += [f"## Task `{task}`", ""]
-        out.append(
-            "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
-        )
-        out.append(
-            "| "
-            + " | ".join(
-                ("-" * (w - 1) + ":") if num else "-" * w
-                for w, num in zip(widths, numeric, strict=True)
-            )
-            + " |"
-        )
-        for row in cells:
-            padded = [
-                c.rjust(w) if num else c.ljust(w)
-                for c, w, num in zip(row, widths, numeric, strict=True)
-            ]
-            out.append("| " + " | ".join(padded) + " |")
-        out.append("")
+        if task in mixed:
+            out += [f"> **Warning:** {mixed_warning(task, mixed[task])}.", ""]
+        out += [*_aligned_markdown(table), ""]
+        if task in environments:
+            out += [f"Environment of the runs of `{task}`:", ""]
+            out += [*_aligned_markdown(environments[task]), ""]
     out.append(_legend())
     return "\n".join(out) + "\n"
 
@@ -331,28 +457,45 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def to_latex(tables: dict[str, pd.DataFrame]) -> str:
-    """One ``booktabs`` table per task (needs ``\\usepackage{booktabs}``; no jinja2 needed)."""
+def _latex_tabular(table: pd.DataFrame) -> list[str]:
+    """The lines of one ``booktabs`` tabular of ``table``."""
+    header, cells = _header_and_cells(table, missing="--")
+    spec = "".join("r" if pd.api.types.is_numeric_dtype(table[c]) else "l" for c in table.columns)
+    out = [
+        f"\\begin{{tabular}}{{{spec}}}",
+        "\\toprule",
+        " & ".join(latex_escape(h) for h in header) + " \\\\",
+        "\\midrule",
+    ]
+    out += [" & ".join(latex_escape(c) for c in row) + " \\\\" for row in cells]
+    return [*out, "\\bottomrule", "\\end{tabular}"]
+
+
+def to_latex(
+    tables: dict[str, pd.DataFrame],
+    environments: dict[str, pd.DataFrame] | None = None,
+    mixed: dict[str, str] | None = None,
+) -> str:
+    """One ``booktabs`` table per task (needs ``\\usepackage{booktabs}``; no jinja2 needed),
+    with a warning where ``mixed`` names the task and the rows' environment below it (as
+    :func:`to_markdown`)."""
+    environments, mixed = environments or {}, mixed or {}
     out = ["% Generated by harness-report; needs \\usepackage{booktabs}.", ""]
     for task, table in tables.items():
-        header, cells = _header_and_cells(table, missing="--")
-        spec = "".join(
-            "r" if pd.api.types.is_numeric_dtype(table[c]) else "l" for c in table.columns
-        )
+        warning = f" Warning: {mixed_warning(task, mixed[task])}." if task in mixed else ""
         out += [
             "\\begin{table}[ht]",
             "\\centering",
             "\\small",
             f"\\caption{{Attribution methods vs activation patching on task "
-            f"\\texttt{{{latex_escape(task)}}}.}}",
+            f"\\texttt{{{latex_escape(task)}}}.{latex_escape(warning)}}}",
             f"\\label{{tab:{''.join(ch if ch.isalnum() else '-' for ch in task)}}}",
-            f"\\begin{{tabular}}{{{spec}}}",
-            "\\toprule",
-            " & ".join(latex_escape(h) for h in header) + " \\\\",
-            "\\midrule",
+            *_latex_tabular(table),
         ]
-        out += [" & ".join(latex_escape(c) for c in row) + " \\\\" for row in cells]
-        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+        if task in environments:
+            out += ["", "\\medskip", "Environment of the runs:", "", "\\smallskip"]
+            out += _latex_tabular(environments[task])
+        out += ["\\end{table}", ""]
     return "\n".join(out)
 
 
@@ -368,7 +511,9 @@ def _legend() -> str:
         "effects among the k largest estimates; CPR / CMD: circuit faithfulness areas (higher / "
         "lower is better); flag precision / recall: of the reliability flag at finding "
         "unreliable AtP estimates; bound coverage: share of true effects inside the error bound; "
-        "wall s, forward, backward, HVP: the method's cost. Means over `runs` runs."
+        "wall s, forward, backward, HVP: the method's cost. Means over `runs` runs. "
+        "Environment: the versions and device each row's runs recorded (comma-separated when "
+        f"they differ; {UNKNOWN}: a record without them)."
     )
 
 
@@ -376,23 +521,46 @@ def _legend() -> str:
 # Report
 
 
-def write_report(root: Path, out: Path | None = None, formats: Sequence[str] = ("png", "pdf")):
-    """Collect the runs below ``root`` and write results, tables and figures; return what
-    was collected."""
-    from harness import plots
-
-    root = Path(root)
-    out = Path(out) if out is not None else root / "report"
+def collect_and_warn(root: Path) -> Collected:
+    """:func:`collect`, printing on stderr a warning per skipped run, one counting the
+    unverified runs and one per table that mixes versions."""
     collected = collect(root)
     for run_dir, reason in collected.skipped:
         print(f"warning: skipped {run_dir}: {reason}", file=sys.stderr)
-    if collected.results.empty:
-        return collected
+    if collected.unverified:
+        print(
+            f"warning: {len(collected.unverified)} of {len(collected.results)} runs unverified: "
+            "no files.json with their SHA-256s (written by an older harness), so an edit "
+            "cannot be detected",
+            file=sys.stderr,
+        )
+    for task, what in mixed_versions(collected.results).items():
+        print(f"warning: {mixed_warning(task, what)}", file=sys.stderr)
+    return collected
+
+
+def write_report(root: Path, out: Path | None = None, formats: Sequence[str] = ("png", "pdf")):
+    """Collect the runs below ``root`` and write results, tables and figures (nothing when
+    no run is complete); return what was collected."""
+    root = Path(root)
+    collected = collect_and_warn(root)
+    if not collected.results.empty:
+        write_outputs(collected, Path(out) if out is not None else root / "report", formats)
+    return collected
+
+
+def write_outputs(collected: Collected, out: Path, formats: Sequence[str]) -> None:
+    """Write ``collected`` (at least one run) into ``out``: results.parquet, tables.md,
+    tables.tex and figures/."""
+    from harness import plots
+
     out.mkdir(parents=True, exist_ok=True)
     collected.results.to_parquet(out / "results.parquet", index=False)
     tables = table_frames(collected.results)
-    (out / "tables.md").write_text(to_markdown(tables))
-    (out / "tables.tex").write_text(to_latex(tables))
+    environments = environment_frames(collected.results)
+    mixed = mixed_versions(collected.results)
+    (out / "tables.md").write_text(to_markdown(tables, environments, mixed))
+    (out / "tables.tex").write_text(to_latex(tables, environments, mixed))
     figure_dir = out / "figures"
     makers = {
         "estimate_vs_truth": lambda: plots.method_scatter(collected.estimates),
@@ -404,7 +572,6 @@ def write_report(root: Path, out: Path | None = None, formats: Sequence[str] = (
         fig = make()
         plots.save(fig, figure_dir, name, formats)
         plots.close([fig])
-    return collected
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -427,17 +594,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = args.out or args.dir / "report"
     try:
         check_formats(formats)
+        collected = collect_and_warn(args.dir)
+        if collected.results.empty:  # before check_out_dir, which makes the folder
+            raise ValueError(f"no complete run below {str(args.dir)!r}")
         check_out_dir(out)
-        collected = write_report(args.dir, out, formats)
+        write_outputs(collected, out, formats)
     except (ValueError, OSError) as err:
         message = str(err) if isinstance(err, ValueError) else f"cannot write {out}: {err.strerror}"
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
-    if collected.results.empty:
-        print(f"error: no complete run below {str(args.dir)!r}", file=sys.stderr)
-        sys.exit(2)
+    unverified = f", {len(collected.unverified)} unverified" if collected.unverified else ""
     print(
-        f"{len(collected.results)} runs ({len(collected.skipped)} skipped) -> {out}: "
+        f"{len(collected.results)} runs ({len(collected.skipped)} skipped{unverified}) -> {out}: "
         "results.parquet, tables.md, tables.tex, figures/"
     )
 

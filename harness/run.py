@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import itertools
 import json
 import math
@@ -330,10 +329,16 @@ def write_record(
     out_dir: Path,
 ) -> RunRecord:
     """The fourth stage: assemble ``summary.json`` and write it with ``estimates.parquet`` (and
-    ``circuit_curve.parquet``) into ``out_dir``, each atomically."""
+    ``circuit_curve.parquet``) into ``out_dir``, each atomically, then ``files.json`` with their
+    SHA-256s (:data:`harness.storage.FILE_DIGESTS`)."""
     from harness.cost import peak_mem_mb
     from harness.environment import environment
-    from harness.storage import atomic_write_json, atomic_write_parquet
+    from harness.storage import (
+        FILE_DIGESTS,
+        atomic_write_json,
+        atomic_write_parquet,
+        write_hashed_json,
+    )
     from harness.task_metric import clean_task_scores
 
     ctx, truth, cost = job.ctx, evaluation.truth, evaluation.cost
@@ -390,6 +395,7 @@ def write_record(
             out_dir / "circuit_curve.parquet", evaluation.curve
         )
     files["summary.json"] = atomic_write_json(out_dir / "summary.json", summary)
+    files[FILE_DIGESTS] = write_hashed_json(out_dir / FILE_DIGESTS, files)
     return RunRecord(summary=summary, estimates=frame, out_dir=out_dir, files=files)
 
 
@@ -552,7 +558,7 @@ def finished_run(
     """(the run dir of a finished job with config hash ``key``, "") when it was computed from
     the same ``inputs`` and every file it wrote still has its recorded SHA-256; otherwise
     (None, why not: "" when there is no record)."""
-    from harness.storage import read_hashed_json
+    from harness.storage import mismatched_file, read_hashed_json
 
     entry = read_hashed_json(results_dir / "index" / f"{key}.json")
     if entry is None:
@@ -564,14 +570,9 @@ def finished_run(
     changed = [what for key_, what in INPUT_NAMES.items() if stored.get(key_) != now.get(key_)]
     if inputs is None or changed:
         return None, f"{' and '.join(changed)} changed since the result in {run_dir}"
-    files = entry.get("files") or {}
-    for name in dict.fromkeys(["summary.json", "estimates.parquet", *sorted(files)]):
-        try:
-            digest = hashlib.sha256((run_dir / name).read_bytes()).hexdigest()
-        except OSError:
-            digest = None
-        if digest is None or digest != files.get(name):
-            return None, f"{run_dir / name} is missing or damaged"
+    damaged = mismatched_file(run_dir, entry.get("files") or {})
+    if damaged is not None:
+        return None, f"{run_dir / damaged} is missing or damaged"
     return run_dir, ""
 
 

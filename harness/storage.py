@@ -105,10 +105,11 @@ def content_hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def write_hashed_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` with its content hash, so a corrupted file is detected on read."""
+def write_hashed_json(path: Path, payload: dict[str, Any]) -> str:
+    """Write ``payload`` with its content hash, so a corrupted file is detected on read;
+    returns the file's SHA-256."""
     payload = json_safe(payload)  # hashed as it is stored (NaN -> null)
-    atomic_write_json(path, {"sha256": content_hash(payload), "payload": payload})
+    return atomic_write_json(path, {"sha256": content_hash(payload), "payload": payload})
 
 
 def read_hashed_json(path: Path) -> dict[str, Any] | None:
@@ -122,6 +123,47 @@ def read_hashed_json(path: Path) -> dict[str, Any] | None:
         return payload
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+RECORD_FILES = ("summary.json", "estimates.parquet")
+"""The files every finished run folder holds."""
+
+FILE_DIGESTS = "files.json"
+"""The file in a run folder that records the SHA-256 of each other file it holds (name ->
+digest, written by :func:`write_hashed_json` after them), so the folder can be verified on its
+own."""
+
+
+def mismatched_file(folder: Path, files: dict[str, str]) -> str | None:
+    """The name of the first of :data:`RECORD_FILES` and ``files`` (names in ``folder``) that is
+    missing or whose SHA-256 is not ``files[name]``; None when every one matches."""
+    for name in dict.fromkeys([*RECORD_FILES, *sorted(files)]):
+        try:
+            digest = hashlib.sha256((Path(folder) / name).read_bytes()).hexdigest()
+        except OSError:
+            return name
+        if digest != files.get(name):
+            return name
+    return None
+
+
+def verify_run_folder(folder: Path) -> bool:
+    """True when ``folder``'s :data:`FILE_DIGESTS` vouches for each of its files, False when the
+    folder has no such record (written by an older harness: it cannot be checked);
+    ``ValueError`` naming the file that is missing, edited or damaged."""
+    path = Path(folder) / FILE_DIGESTS
+    if not path.exists():
+        return False
+    files = read_hashed_json(path)
+    if files is None:
+        raise ValueError(f"{FILE_DIGESTS} is unreadable or damaged (its content hash differs)")
+    name = mismatched_file(folder, files)
+    if name is not None:
+        raise ValueError(
+            f"{name} is missing or differs from the SHA-256 recorded when it was written "
+            "(edited or damaged)"
+        )
+    return True
 
 
 _DIGESTS: dict[tuple[str, int, int, int, int], str] = {}

@@ -3,6 +3,7 @@ and figures; plus the report's pieces (Pareto front, precision-recall, skipping 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -136,12 +137,14 @@ def test_report_on_cli_grid(grid):
     actpatch = table[table["method"] == "actpatch"]
     assert np.allclose(actpatch["spearman"], 1.0) and np.allclose(actpatch["rel_error"], 0.0)
 
-    markdown = (out / "tables.md").read_text()
+    markdown, environment = (out / "tables.md").read_text().split("Environment of")
     body = [line for line in markdown.splitlines() if line.startswith("| tiny-")]
     assert len(body) == 4
     assert "| model" in markdown and "Spearman" in markdown and "wall s" in markdown
-    latex = (out / "tables.tex").read_text()
+    assert len([line for line in environment.splitlines() if line.startswith("| tiny-")]) == 4
+    latex, latex_environment = (out / "tables.tex").read_text().split("Environment of")
     assert latex.count("\\begin{tabular}") == 1 and latex.count(" \\\\") == 5
+    assert latex_environment.count("\\begin{tabular}") == 1
     assert "tiny-neox & atp" in latex
 
 
@@ -221,9 +224,18 @@ def test_tables_average_repeats_and_split_varying_settings():
     assert "| m     | atp    | denoising |" in report.to_markdown(tables)
 
 
-def fake_run(run_dir: Path, model: str, method: str, seed: int, diagnostics: bool) -> None:
+def fake_run(
+    run_dir: Path,
+    model: str,
+    method: str,
+    seed: int,
+    diagnostics: bool,
+    environment: dict | None = None,
+    digests: bool = True,
+) -> None:
     """A run record in the format ``harness.run`` writes, with made-up numbers (unit tests of
-    the report only; the CLI grid above uses real runs)."""
+    the report only; the CLI grid above uses real runs): with ``environment`` when given, with
+    ``files.json`` unless ``digests`` is False (a record of an older harness)."""
     rng = np.random.default_rng(seed)
     n = 12
     truth = rng.normal(size=n)
@@ -264,9 +276,30 @@ def fake_run(run_dir: Path, model: str, method: str, seed: int, diagnostics: boo
         frame["unreliable"] = frame["abs_error"] > 0.3
         frame["flagged"] = frame["reliability_delta_norm"] > 0.8
         summary |= {"flag_precision": 0.5, "flag_recall": 0.5, "bound_coverage": 0.9}
+    if environment is not None:
+        summary["environment"] = environment
     run_dir.mkdir(parents=True)
     frame.to_parquet(run_dir / "estimates.parquet")
     (run_dir / "summary.json").write_text(json.dumps(summary))
+    if digests:
+        record_digests(run_dir)
+
+
+def record_digests(run_dir: Path) -> None:
+    """``files.json`` with the SHA-256 of the run's files, as ``harness.run.write_record``
+    writes it."""
+    from harness.storage import FILE_DIGESTS, write_hashed_json
+
+    names = ("summary.json", "estimates.parquet")
+    files = {name: hashlib.sha256((run_dir / name).read_bytes()).hexdigest() for name in names}
+    write_hashed_json(run_dir / FILE_DIGESTS, files)
+
+
+def rewrite_summary(run_dir: Path, **fields) -> None:
+    """A record whose writer put ``fields`` into summary.json (its digests recorded too)."""
+    path = run_dir / "summary.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+    record_digests(run_dir)
 
 
 @pytest.mark.parametrize("diagnostics", [True, False])
@@ -348,20 +381,20 @@ def test_read_only_out_is_one_line(tmp_path, capsys):
         ("topk_recall", True, "'topk_recall' is bool True"),
         ("model", 3, "'model' is int 3, expected a string"),
         ("task_solved", 1, "'task_solved' is int 1, expected true, false or null"),
+        ("environment", "torch 2", "'environment' is str 'torch 2', expected an object"),
+        ("environment", {"torch": 2}, "'environment.torch' is int 2, expected a string or null"),
     ],
 )
 def test_summary_field_of_the_wrong_type_skips_that_run(field, value, expected, tmp_path, capsys):
     fake_run(tmp_path / "runs" / "0", "a", "atp", 0, False)
     fake_run(tmp_path / "runs" / "1", "b", "atp", 1, False)
-    path = tmp_path / "runs" / "1" / "summary.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), field: value}))
+    rewrite_summary(tmp_path / "runs" / "1", **{field: value})
     code, out, err = report_cli([str(tmp_path), "--formats", "png"], capsys)
     assert code == 0 and "1 runs (1 skipped)" in out
     warnings = err.strip().splitlines()
     assert len(warnings) == 1 and expected in warnings[0] and "Traceback" not in err
     # with every run damaged: one error line, no traceback
-    path = tmp_path / "runs" / "0" / "summary.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), field: value}))
+    rewrite_summary(tmp_path / "runs" / "0", **{field: value})
     code, _, err = report_cli([str(tmp_path), "--out", str(tmp_path / "r2")], capsys)
     assert code == 2 and "no complete run" in one_error_line(err)
 
@@ -371,14 +404,10 @@ def test_undefined_scores_are_missing_in_tables(tmp_path):
     '-' / '--' in the tables, not a number."""
     fake_run(tmp_path / "runs" / "0", "a", "atp", 0, False)
     fake_run(tmp_path / "runs" / "1", "b", "atp", 1, False)
-    path = tmp_path / "runs" / "1" / "summary.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), "spearman": None}))
+    rewrite_summary(tmp_path / "runs" / "1", spearman=None)
     report.write_report(tmp_path, formats=("png",))
-    rows = [
-        line.split("|")
-        for line in (tmp_path / "report" / "tables.md").read_text().splitlines()
-        if line.startswith("| b ")
-    ]
+    metrics_table = (tmp_path / "report" / "tables.md").read_text().split("Environment of")[0]
+    rows = [line.split("|") for line in metrics_table.splitlines() if line.startswith("| b ")]
     assert len(rows) == 1 and rows[0][3].strip() == "-"
     results = pd.read_parquet(tmp_path / "report" / "results.parquet").set_index("model")
     assert pd.isna(results.loc["b", "spearman"]) and results.loc["a", "spearman"] == 0.9
@@ -425,3 +454,172 @@ def test_a_method_variant_is_its_own_row(tiny_gpt2, tmp_path, capsys):
     assert sorted(results["method"]) == ["ig", "ig_fast"]
     (table,) = report.table_frames(results).values()
     assert sorted(table["method"]) == ["ig", "ig_fast"]
+
+
+# --------------------------------------------------------------------------------------------
+# Every record verified as resume does; each run_id once; nothing written without runs;
+# the environment's versions per row, with a warning when a table mixes them (issue 24)
+
+
+@pytest.fixture(scope="module")
+def seed_runs(tiny_gpt2, tmp_path_factory) -> Path:
+    """results dir of two real runs of one (model, task, method), seeds 0 and 1."""
+    from harness.run import main as harness_main
+
+    root = tmp_path_factory.mktemp("seed_runs")
+    pairs = write_pairs(root / "pairs.jsonl", n=2, length=5)
+    args = [*local_run_args(tiny_gpt2, pairs, root / "results"), "diagnostics=false"]
+    old = sys.argv
+    try:
+        for seed in (0, 1):
+            sys.argv = ["harness", *args, "circuits=false", f"seed={seed}"]
+            harness_main()
+    finally:
+        sys.argv = old
+    return root / "results"
+
+
+def copy_runs(results: Path, to: Path) -> list[Path]:
+    """A copy of ``results`` (without its report); the run folders, in path order."""
+    shutil.copytree(results, to, ignore=shutil.ignore_patterns("report"))
+    return sorted(p.parent for p in to.rglob("summary.json"))
+
+
+def test_an_edited_summary_is_skipped_with_a_warning(seed_runs, tmp_path, capsys):
+    kept, edited = copy_runs(seed_runs, tmp_path / "results")
+    path = edited / "summary.json"
+    summary = json.loads(path.read_text())
+    summary["mae"] = 9.63  # valid JSON of the right type, not what was computed
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    code, out, err = report_cli([str(tmp_path / "results"), "--formats", "png"], capsys)
+    assert code == 0 and "1 runs (1 skipped)" in out and "unverified" not in out, out + err
+    (warning,) = [line for line in err.splitlines() if line.startswith("warning: skipped")]
+    assert str(edited) in warning and "summary.json is missing or differs from the SHA-256" in (
+        warning
+    )
+    results = pd.read_parquet(tmp_path / "results" / "report" / "results.parquet")
+    assert results["mae"].tolist() == [json.loads((kept / "summary.json").read_text())["mae"]]
+    (table,) = report.table_frames(results).values()
+    assert table["runs"].tolist() == [1]
+
+
+def test_a_truncated_estimates_file_is_skipped(seed_runs, tmp_path):
+    _, damaged = copy_runs(seed_runs, tmp_path / "results")
+    estimates = damaged / "estimates.parquet"
+    estimates.write_bytes(estimates.read_bytes()[:-8])
+    collected = report.collect(tmp_path / "results")
+    assert len(collected.results) == 1
+    assert [why for _, why in collected.skipped] == [
+        "estimates.parquet is missing or differs from the SHA-256 recorded when it was written "
+        "(edited or damaged)"
+    ]
+
+
+def test_a_copied_run_folder_is_counted_once(seed_runs, tmp_path, capsys):
+    first, second = copy_runs(seed_runs, tmp_path / "results")
+    copy = tmp_path / "results" / "zz_copy"
+    shutil.copytree(second, copy)
+    code, out, err = report_cli([str(tmp_path / "results"), "--formats", "png"], capsys)
+    assert code == 0 and "2 runs (1 skipped)" in out, out + err
+    (warning,) = [line for line in err.splitlines() if line.startswith("warning: skipped")]
+    assert str(copy) in warning and str(second) in warning and "counted once" in warning
+    results = pd.read_parquet(tmp_path / "results" / "report" / "results.parquet")
+    assert sorted(results["run_dir"]) == sorted(
+        str(p.relative_to(tmp_path / "results")) for p in (first, second)
+    )
+    (table,) = report.table_frames(results).values()
+    assert table["runs"].tolist() == [2]
+
+
+def test_a_real_run_shows_its_versions(seed_runs):
+    from harness.environment import environment
+
+    collected = report.collect(seed_runs)
+    assert not collected.unverified and not collected.skipped
+    versions = environment("cpu")
+    environments = report.environment_frames(collected.results)
+    markdown = report.to_markdown(report.table_frames(collected.results), environments)
+    env_header = next(line for line in markdown.splitlines() if "| torch" in line)
+    env_row = markdown.splitlines()[markdown.splitlines().index(env_header) + 2]
+    for key in ("python", "torch", "transformers", "harness"):
+        assert f"| {key}" in env_header and f"| {versions[key]}" in env_row, key
+
+
+@pytest.mark.parametrize("out", [None, "elsewhere"])
+def test_an_empty_folder_leaves_nothing_behind(out, tmp_path, capsys):
+    root = tmp_path / "empty"
+    root.mkdir()
+    args = [str(root)] + (["--out", str(tmp_path / out)] if out else [])
+    code, _, err = report_cli(args, capsys)
+    assert code == 2 and "no complete run" in one_error_line(err)
+    assert list(tmp_path.rglob("*")) == [root]
+
+
+def test_only_failed_runs_leave_nothing_behind(tmp_path, capsys):
+    fake_run(tmp_path / "runs" / "0", "a", "atp", 0, False)
+    (tmp_path / "runs" / "0" / "estimates.parquet").unlink()
+    code, _, err = report_cli([str(tmp_path)], capsys)
+    assert code == 2 and "no complete run" in one_error_line(err)
+    assert not (tmp_path / "report").exists()
+
+
+def env(torch_version: str, harness_version: str = "0.1.0") -> dict:
+    return {
+        "python": "3.12.3",
+        "torch": torch_version,
+        "transformers": "4.57.1",
+        "transformer_lens": None,
+        "captum": "0.8.0",
+        "harness": harness_version,
+        "device_name": "x86_64",
+        "cpu_threads": 2,
+    }
+
+
+def test_a_table_that_mixes_versions_warns(tmp_path, capsys):
+    fake_run(tmp_path / "runs" / "0", "a", "atp", 0, False, env("2.13.0"))
+    fake_run(tmp_path / "runs" / "1", "a", "atp", 1, False, env("2.12.0", "0.2.0"))
+    fake_run(tmp_path / "runs" / "2", "b", "atp", 2, False, env("2.13.0"))
+    code, out, err = report_cli([str(tmp_path), "--formats", "png"], capsys)
+    assert code == 0 and "3 runs (0 skipped)" in out, err
+    mixes = "table 'prompts' mixes versions (torch 2.12.0, 2.13.0; harness 0.1.0, 0.2.0)"
+    assert err.splitlines() == [f"warning: {mixes}: its rows may not be comparable"]
+    markdown = (tmp_path / "report" / "tables.md").read_text()
+    assert f"> **Warning:** {mixes}" in markdown
+    rows = {line.split("|")[1].strip(): line for line in markdown.splitlines() if "x86_64" in line}
+    assert "| 2.12.0, 2.13.0 |" in rows["a"] and "| 0.1.0, 0.2.0 |" in rows["a"]
+    assert "| 2.13.0 " in rows["b"] and "| not installed " in rows["b"]
+    latex = (tmp_path / "report" / "tables.tex").read_text()
+    assert "Warning: table 'prompts' mixes versions (torch 2.12.0, 2.13.0" in latex
+    assert "2.12.0, 2.13.0 &" in latex
+
+
+def test_one_version_does_not_warn(tmp_path, capsys):
+    fake_run(tmp_path / "runs" / "0", "a", "atp", 0, False, env("2.13.0"))
+    fake_run(tmp_path / "runs" / "1", "b", "atp", 1, False, env("2.13.0"))
+    code, _, err = report_cli([str(tmp_path), "--formats", "png"], capsys)
+    assert code == 0 and err == ""
+    assert "Warning" not in (tmp_path / "report" / "tables.md").read_text()
+
+
+def test_records_without_environment_or_digests_are_unknown_and_unverified(tmp_path, capsys):
+    fake_run(tmp_path / "runs" / "0", "a", "atp", 0, False, digests=False)
+    fake_run(tmp_path / "runs" / "1", "a", "atp", 1, False, env("2.13.0"))
+    code, out, err = report_cli([str(tmp_path), "--formats", "png"], capsys)
+    assert code == 0 and "2 runs (0 skipped, 1 unverified)" in out, err
+    assert err.splitlines() == [
+        "warning: 1 of 2 runs unverified: no files.json with their SHA-256s (written by an older "
+        "harness), so an edit cannot be detected"
+    ]
+    markdown = (tmp_path / "report" / "tables.md").read_text()
+    (row,) = [line for line in markdown.splitlines() if "x86_64" in line]
+    assert "| 2.13.0, unknown |" in row and "| unknown, x86_64 |" in row
+
+
+def test_committed_records_still_report(tmp_path):
+    """A published record (no files.json, no environment) is read, unverified and unknown."""
+    collected = report.write_report(REPO / "results" / "real_default", tmp_path, ("png",))
+    assert len(collected.results) == 1 and not collected.skipped
+    assert len(collected.unverified) == 1
+    assert (collected.results["env_torch"] == "unknown").all()
+    assert "| unknown" in (tmp_path / "tables.md").read_text()
