@@ -16,8 +16,10 @@ echo "check_latest: new environment in $work" >&2
 
 python3 -m venv "$work/venv"
 . "$work/venv/bin/activate"
-pip install -q "${TORCH_SPEC:-torch==2.13.0}"
-pip install -q --upgrade --upgrade-strategy eager -e "$repo[test,launchers]"
+torch_spec=${TORCH_SPEC:-torch==2.13.0}
+pip install -q "$torch_spec"
+# torch_spec named again: --upgrade-strategy eager would otherwise lift torch past it
+pip install -q --upgrade --upgrade-strategy eager -e "$repo[test,launchers]" "$torch_spec"
 
 echo "check_latest: versions that differ from requirements/lock-cpu.txt:" >&2
 python3 - "$repo/requirements/lock-cpu.txt" <<'PY' >&2
