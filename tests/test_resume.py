@@ -195,7 +195,7 @@ def paths(root: Path) -> set[str]:
 
 
 def test_a_skipped_run_creates_nothing(tiny_gpt2, tmp_path, capsys):
-    """Issue 24.11: a resumed run leaves no folder behind (reports warned about each empty
+    """Issue 24, item 11: a resumed run leaves no folder behind (reports warned about each empty
     one), nor the date folder it would have been made in."""
     from harness.report import collect
 
@@ -215,7 +215,7 @@ def test_a_skipped_run_creates_nothing(tiny_gpt2, tmp_path, capsys):
 
 
 def test_a_skipped_sweep_job_creates_nothing(tiny_gpt2, tmp_path, capsys):
-    """Issue 24.11 under -m: the second sweep's folder holds its own record (multirun.yaml,
+    """Issue 24, item 11 under -m: the second sweep's folder holds its own record (multirun.yaml,
     the job statuses) and no job folder."""
     from harness.report import collect
 
