@@ -36,8 +36,9 @@ COPY tasks ./tasks
 # satisfies the lock's torch==2.13.0 too)
 RUN pip install -c requirements/lock-cpu.txt ".[launchers]"
 
-# results (and the ground-truth cache) land in /app/results: mount a host folder there
-VOLUME ["/app/results", "/root/.cache/huggingface"]
+# runs (and the ground-truth cache) land in /app/outputs, the default results_dir: mount a host
+# folder there (a preset run with results_dir=results/<preset> writes under /app/results)
+VOLUME ["/app/outputs", "/root/.cache/huggingface"]
 
 # the default job (toy GPT-2 zoo model, toy IOI, AtP vs activation patching); any other command
 # replaces it: `docker run IMAGE harness -m experiment=smoke`, `docker run IMAGE harness-report ...`

@@ -171,7 +171,7 @@ class RunConfig:
     )
     progress: bool = False
     resume: bool = True
-    results_dir: str = "results"
+    results_dir: str = "outputs"
     cache_dir: Optional[str] = None  # noqa: UP045
 
 

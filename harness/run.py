@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import itertools
 import json
 import math
 import os
@@ -623,6 +622,7 @@ def _task_function(cfg: Any) -> None:
                 f"[job {job['num']}] {label}: results exist for this config, skipped ({previous})"
             )
             _job_status(job, "skipped", label=label)
+            discard_job_dir(out_dir, results_dir)
             return
         if why_not and inputs is not None:
             print(f"[job {job['num']}] {label}: {why_not}; recomputing")
@@ -663,6 +663,39 @@ def _task_function(cfg: Any) -> None:
         )
     else:
         print(format_summary(record))
+
+
+def discard_job_dir(out_dir: Path, results_dir: Path) -> None:
+    """Remove the folder Hydra made for a job that wrote nothing (a skipped one), when it holds
+    only what Hydra wrote for this job: its config files (``.hydra/``) and an empty job log;
+    then its parents left empty, up to ``results_dir``. A folder holding anything else, or a
+    non-empty log, is kept whole."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.get()
+    config_dir = out_dir / str(hydra_cfg.output_subdir or "")
+    log = out_dir / f"{hydra_cfg.job.name}.log"
+    try:
+        configs = list(config_dir.iterdir()) if config_dir != out_dir else []
+        if (
+            {p.name for p in configs} - {"config.yaml", "hydra.yaml", "overrides.yaml"}
+            or set(out_dir.iterdir()) - {config_dir, log}
+            or (log.exists() and log.stat().st_size)
+        ):
+            return
+        for path in configs:
+            path.unlink()
+        if config_dir != out_dir:
+            config_dir.rmdir()
+        log.unlink(missing_ok=True)
+        out_dir.rmdir()
+        root = Path(os.path.abspath(results_dir))
+        for parent in out_dir.parents:
+            if parent == root or root not in parent.parents:
+                break
+            parent.rmdir()  # only an empty one; a run claiming in it re-creates it
+    except OSError:
+        pass  # something else is there (or appeared meanwhile): kept
 
 
 SUPERSEDED = "superseded.json"
@@ -782,22 +815,28 @@ def _claim_dir(results_dir: Any, rest: str) -> Path:
     text = "" if results_dir is None else str(results_dir)
     if not text.strip():
         raise HarnessError(
-            "results_dir is empty; give a folder, e.g. results_dir=results (the default) "
+            "results_dir is empty; give a folder, e.g. results_dir=outputs (the default) "
             "(an empty one would write to /runs and /cache at the filesystem root)"
         )
     root = Path(text)
     if root.exists() and not root.is_dir():
         raise HarnessError(f"results_dir {text!r} is a file, not a folder")
     target = root / rest
-    candidates = (
-        target.with_name(f"{target.name}-{n}") if n else target for n in itertools.count()
-    )
+    taken, parent_made = 0, 0
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        for candidate in candidates:
-            with contextlib.suppress(FileExistsError):
+        while True:
+            candidate = target.with_name(f"{target.name}-{taken}") if taken else target
+            try:
                 candidate.mkdir()
                 break
+            except FileExistsError:
+                taken += 1
+            except FileNotFoundError:
+                # no parent yet, or discard_job_dir removed it empty meanwhile: make it, again
+                if parent_made == 3:
+                    raise
+                parent_made += 1
+                target.parent.mkdir(parents=True, exist_ok=True)
         _probe_space(candidate)
     except OSError as err:
         raise HarnessError(

@@ -58,6 +58,24 @@ def test_good_run_prints_table_and_writes_record(tiny_gpt2, pairs_file, tmp_path
     assert len(list((tmp_path / "results" / "runs").glob("*/*/summary.json"))) == 1
 
 
+def test_a_run_without_results_dir_lands_in_outputs(
+    tiny_gpt2, pairs_file, tmp_path, capsys, monkeypatch
+):
+    """Issue 24, item 10: a user's run goes to the git-ignored outputs/, never to results/,
+    whose published records a report of the default folder would mix with it."""
+    from tests.helpers import REPO
+
+    monkeypatch.chdir(tmp_path)
+    args = [a for a in local_args(tiny_gpt2, pairs_file, tmp_path) if "results_dir=" not in a]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert len(list((tmp_path / "outputs" / "runs").glob("*/*/summary.json"))) == 1
+    assert (tmp_path / "outputs" / "index").is_dir() and (tmp_path / "outputs" / "cache").is_dir()
+    assert not (tmp_path / "results").exists()
+    assert "outputs/" in (REPO / ".gitignore").read_text().split()
+    assert "outputs" in (REPO / ".dockerignore").read_text().split()
+
+
 BAD_BEFORE_MODEL = [
     (["model=toy-gtp2"], "unknown model 'toy-gtp2' (did you mean 'toy-gpt2'?)"),
     (["task=iio"], "unknown task 'iio'"),

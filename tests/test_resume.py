@@ -188,3 +188,43 @@ def test_a_result_stored_without_its_inputs_is_recomputed(tiny_gpt2, tmp_path, c
     assert "skipped" not in out and "stored without its inputs" in out, out
     assert Path(index_entry(results)["run_dir"]) != old
     assert "skipped" in run(args, capsys)
+
+
+def paths(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def test_a_skipped_run_creates_nothing(tiny_gpt2, tmp_path, capsys):
+    """Issue 24, item 11: a resumed run leaves no folder behind (reports warned about each empty
+    one), nor the date folder it would have been made in."""
+    from harness.report import collect
+
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n=3)
+    args = [*local_args(tiny_gpt2, pairs, tmp_path), *FAST]
+    results = tmp_path / "results"
+    run(["-m", *args], capsys)  # the record is in a sweep's folder
+    before = paths(results)
+    assert "skipped" in run(args, capsys)
+    assert paths(results) == before  # no runs/<date>/<time>_... nor runs/<date>/
+    run(["resume=false", *args], capsys)  # a record in runs/<date>/ too
+    before = paths(results)
+    assert "skipped" in run(args, capsys)
+    assert paths(results) == before
+    reasons = [why for _, why in collect(results).skipped]
+    assert all("superseded by" in why for why in reasons), reasons  # the resume=false rerun's
+
+
+def test_a_skipped_sweep_job_creates_nothing(tiny_gpt2, tmp_path, capsys):
+    """Issue 24, item 11 under -m: the second sweep's folder holds its own record (multirun.yaml,
+    the job statuses) and no job folder."""
+    from harness.report import collect
+
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n=3)
+    args = ["-m", *local_args(tiny_gpt2, pairs, tmp_path), *FAST, "method=atp,actpatch"]
+    results = tmp_path / "results"
+    run(args, capsys)
+    before = {p.parent for p in results.rglob("multirun.yaml")}
+    assert run(args, capsys).count("results exist for this config, skipped") == 2
+    (second,) = {p.parent for p in results.rglob("multirun.yaml")} - before
+    assert {p.name for p in second.iterdir()} == {"multirun.yaml", ".jobs"}
+    assert len(collect(results).results) == 2 and not collect(results).skipped
