@@ -44,7 +44,8 @@ SETTING_COLUMNS = ("metric", "direction", "sites", "positions", "dtype", "n_prom
 # (summary key, table header, format): the table's columns, in order.
 TABLE_COLUMNS = (
     ("clean_accuracy", "clean acc.", "{:.2f}"),  # the model's own accuracy on the task
-    ("task_solved", "solved", "{:.2f}"),  # 0: accuracy near chance, the row measures noise
+    # 0: accuracy not above chance, the row measures noise; missing: too few prompts to tell
+    ("task_solved", "solved", "{:.2f}"),
     ("spearman", "Spearman", "{:.3f}"),
     ("spearman_ci_lo", "Spearman CI lo", "{:.3f}"),
     ("spearman_ci_hi", "Spearman CI hi", "{:.3f}"),
@@ -502,8 +503,10 @@ def to_latex(
 def _legend() -> str:
     return (
         "clean acc.: the model's accuracy on the clean prompts (answer beats wrong answer); "
-        "solved: 1 when that accuracy is above chance, 0 when the model cannot do the task "
-        "(such rows measure attributions of noise: do not average them with the others); "
+        "solved: 1 when that accuracy is above chance (exact one-sided binomial test at "
+        "truth.confidence), 0 when the model cannot do the task (such rows measure attributions "
+        "of noise: do not average them with the others), missing when too few prompts to tell "
+        "(even all correct would not beat chance), a mean over the runs that could tell; "
         "Spearman: rank correlation of estimates with the activation-patching effects, with "
         "its bootstrap confidence interval (CI lo / hi / width, over the scored components); "
         "truth n: components whose effect was patched (all, or the truth.sample subset); "

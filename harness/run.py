@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -29,6 +30,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -371,7 +373,8 @@ def write_record(
         "peak_mem_mb_run": peak_mem_mb(job.loaded.adapter.device),
         "clean_metric": truth.base_metric if noising else truth.source_metric,
         "corrupt_metric": truth.source_metric if noising else truth.base_metric,
-        **clean_task_scores(ctx),  # clean_accuracy, chance_accuracy, task_solved, ...
+        # clean_accuracy, chance_accuracy, clean_logit_diff, task_solved
+        **clean_task_scores(ctx, spec.confidence),
         "n_components": len(job.components),
         "truth_sample": spec.truth_sample,
         "n_truth": int(evaluation.scored.sum()),
@@ -459,20 +462,79 @@ def _task_line(s: dict[str, Any]) -> list[str]:
     """The clean-accuracy line of the printed table (absent in records written before it)."""
     if "clean_accuracy" not in s:
         return []
-    verdict = "" if s["task_solved"] else "  -- TASK NOT SOLVED: accuracy near chance"
+    if s["task_solved"] is None:
+        verdict = (
+            f"  -- too few prompts to tell whether the task is solved (all {s['n_prompts']} "
+            f"correct would not beat chance at {_percent(s['truth_confidence'])} confidence)"
+        )
+    elif s["task_solved"]:
+        verdict = ""
+    elif s["clean_logit_diff"] <= 0:
+        verdict = "  -- TASK NOT SOLVED: clean logit diff not positive"
+    else:
+        verdict = "  -- TASK NOT SOLVED: accuracy not above chance"
     return [
         f"  clean accuracy {s['clean_accuracy']:.3f} (chance {s['chance_accuracy']:.3f}), "
         f"clean logit diff {s['clean_logit_diff']:.4f}{verdict}"
     ]
 
 
-def format_summary(record: RunRecord, top: int = 5) -> str:
-    """The short table printed at the end of a run."""
+def ranking_verdict(s: dict[str, Any]) -> str:
+    """One sentence on how the method ranks the scored components against activation patching,
+    read from the summary's Spearman correlation and its bootstrap interval: no better than
+    chance when the interval holds 0, better (worse) when it lies above (below) 0."""
+    method, n = s["method"], s.get("n_truth", s["n_components"])
+    rho, lo, hi = (s.get(key) for key in ("spearman", "spearman_ci_lo", "spearman_ci_hi"))
+    if not _finite(rho):
+        return (
+            f"{method}'s ranking of the {n} scored components cannot be scored: its Spearman "
+            "correlation with activation patching is undefined (fewer than two components, or "
+            "the estimates or the true effects all equal)."
+        )
+    spearman = f"Spearman {rho:+.2f} with activation patching"
+    if not (_finite(lo) and _finite(hi)):
+        return (
+            f"{method} cannot be told from chance at ranking the {n} scored components: "
+            f"{spearman}, with no interval (truth.bootstrap=0 or too few components)."
+        )
+    if lo > 0:
+        how, where = "better than chance", "above 0"
+    elif hi < 0:
+        how, where = "worse than chance (against the true order)", "below 0"
+    else:
+        how, where = "no better than chance", "includes 0"
+    ci = f"{_percent(s['truth_confidence'])} CI [{lo:+.2f}, {hi:+.2f}]"
+    return f"{method} ranks the {n} scored components {how}: {spearman}, {ci} {where}."
+
+
+COMPARED_WITH = {"atp": "atp (first-order AtP)", "hvp": "hvp (AtP plus its second-order term)"}
+"""The methods the printed table proposes to run beside any run's own method."""
+
+
+def comparison_command(s: dict[str, Any], overrides: Sequence[str]) -> str:
+    """The lines naming the sweep that runs this job's method beside atp and hvp (this job's
+    other overrides kept, ``method`` options dropped as another method may lack them), and the
+    report that tables them: ``harness -m ... method=M,atp,hvp && harness-report RESULTS_DIR``.
+    The report reads the whole results folder: a job of the sweep already done is skipped, its
+    record left where it was."""
+    others = [m for m in COMPARED_WITH if m != s["method"]]
+    kept = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] != "method"]
+    sweep = ["harness", "-m", *kept, f"method={','.join([s['method'], *others])}"]
+    report = ["harness-report", s["config"]["results_dir"]]
+    return (
+        f"  to compare with {' and '.join(COMPARED_WITH[m] for m in others)}, run:\n"
+        f"    {shlex.join(sweep)} && {shlex.join(report)}"
+    )
+
+
+def format_summary(record: RunRecord, top: int = 5, overrides: Sequence[str] | None = None) -> str:
+    """The short table printed at the end of a run, a sentence on the method's ranking and,
+    given the job's command-line ``overrides``, the command comparing it with atp and hvp."""
     s = record.summary
     lo, hi = s.get("spearman_ci_lo"), s.get("spearman_ci_hi")
-    interval = (
-        "" if lo is None else f"; spearman {s['truth_confidence']:.0%} CI [{lo:.3f}, {hi:.3f}]"
-    )
+    confidence = s.get("truth_confidence")
+    ci_label = "spearman CI" if confidence is None else f"spearman {_percent(confidence)} CI"
+    ci = "n/a" if not (_finite(lo) and _finite(hi)) else f"[{lo:+.3f}, {hi:+.3f}]"
     truth_n = s.get("n_truth", s["n_components"])
     sampled = f" (truth patched on a sample of {truth_n})" if truth_n < s["n_components"] else ""
     topk_label = f"top{s['config']['topk']}_rec"
@@ -481,32 +543,27 @@ def format_summary(record: RunRecord, top: int = 5) -> str:
         f"metric={s['metric']} direction={s['direction']} dtype={s['dtype']}",
         f"  {s['n_components']} components{sampled} x {s['n_prompts']} prompts; "
         f"clean metric {_num(s['clean_metric'], '.4f')}, "
-        f"corrupt metric {_num(s['corrupt_metric'], '.4f')}{interval}",
+        f"corrupt metric {_num(s['corrupt_metric'], '.4f')}",
         *_task_line(s),
         "",
         f"  {'mae':>9} {'rmse':>9} {'max_err':>9} {'rel_err':>9} {'spearman':>9} "
-        f"{'kendall':>9} {'sign_agr':>9} {topk_label:>9} {'wall_s':>8}",
+        f"{ci_label:>17} {'kendall':>9} {'sign_agr':>9} {topk_label:>9} {'wall_s':>8}",
         "  "
         + " ".join(
             _num(s.get(key), "9.4f")
-            for key in (
-                "mae",
-                "rmse",
-                "max_abs_error",
-                "rel_error",
-                "spearman",
-                "kendall",
-                "sign_agreement",
-                "topk_recall",
-            )
+            for key in ("mae", "rmse", "max_abs_error", "rel_error", "spearman")
         )
+        + f" {ci:>17} "
+        + " ".join(_num(s.get(key), "9.4f") for key in ("kendall", "sign_agreement", "topk_recall"))
         + f" {_num(s['wall_s'], '8.3f')}",
+        "",
+        "  " + ranking_verdict(s),
+        *([] if overrides is None else [comparison_command(s, overrides)]),
         "",
         f"  largest true effects ({s['method']} estimate beside):",
     ]
-    frame = record.estimates.reindex(
-        record.estimates["truth"].abs().sort_values(ascending=False, na_position="last").index
-    )
+    scored = record.estimates[record.estimates["truth"].notna()]
+    frame = scored.reindex(scored["truth"].abs().sort_values(ascending=False).index)
     for row in frame.head(top).itertuples():
         lines.append(
             f"    {row.component:<24} truth {row.truth:+9.4f}  estimate {row.estimate:+9.4f}  "
@@ -516,11 +573,21 @@ def format_summary(record: RunRecord, top: int = 5) -> str:
     return "\n".join(lines)
 
 
+def _percent(fraction: float) -> str:
+    """0.95 -> '95%', 0.975 -> '97.5%'."""
+    return f"{fraction * 100:g}%"
+
+
+def _finite(value: Any) -> bool:
+    """A defined score: not None, not NaN or infinite."""
+    return value is not None and math.isfinite(value)
+
+
 def _num(value: Any, spec: str) -> str:
     """``value`` formatted with ``spec``; an undefined score (None or NaN) as 'n/a', padded to
     the width of ``spec``."""
     width = int(re.match(r"\d*", spec).group() or 0)
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    if not _finite(value):
         return "n/a".rjust(width)
     return format(value, spec)
 
@@ -662,7 +729,7 @@ def _task_function(cfg: Any) -> None:
             f"mae {_num(s['mae'], '.4g')} wall {s['wall_s']:.2f}s -> {out_dir}"
         )
     else:
-        print(format_summary(record))
+        print(format_summary(record, overrides=job["overrides"]))
 
 
 def discard_job_dir(out_dir: Path, results_dir: Path) -> None:

@@ -8,7 +8,6 @@ value; an effect is L(patched) - L(unpatched).
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -102,16 +101,19 @@ def answer_correct(final: torch.Tensor, batch: PromptBatch) -> torch.Tensor:
     return best_answer.max(dim=-1).values > best_wrong.max(dim=-1).values
 
 
-def clean_task_scores(ctx: AttributionContext) -> dict[str, float | bool]:
+def clean_task_scores(
+    ctx: AttributionContext, confidence: float = 0.95
+) -> dict[str, float | bool | None]:
     """How well the model does the task on the clean prompts (one unhooked forward pass).
 
     ``clean_accuracy``: fraction of prompts where :func:`answer_correct`; ``chance_accuracy``:
     its expectation when the answer and wrong tokens are ranked at random (mean of
     |answers| / (|answers| + |wrongs|), 0.5 for one of each); ``clean_logit_diff``: mean logit
-    difference (answers minus wrongs) whatever the run's metric; ``task_solved``: accuracy above
-    chance by more than two binomial standard errors and a positive mean logit difference. A run
-    with ``task_solved`` false measures attributions of a task the model cannot do; reports keep
-    it apart.
+    difference (answers minus wrongs) whatever the run's metric; ``task_solved``: the count of
+    correct prompts is above chance by an exact one-sided binomial test at ``confidence``
+    (:func:`task_solved`) and the mean logit difference is positive; ``None`` when too few
+    prompts to tell. A run with ``task_solved`` false measures attributions of a task the model
+    cannot do; reports keep it apart.
     """
     batch = ctx.batch
     correct, diffs = [], []
@@ -126,14 +128,29 @@ def clean_task_scores(ctx: AttributionContext) -> dict[str, float | bool]:
             correct.append(answer_correct(final, sub))
             diffs.append(per_prompt_metric(logits, sub, "logit_diff"))
     n = batch.n
-    accuracy = float(torch.cat(correct).double().mean())
+    n_correct = int(torch.cat(correct).sum())
     k_answers = batch.answer_mask.sum(dim=-1).double()
     chance = float((k_answers / (k_answers + batch.wrong_mask.sum(dim=-1).double())).mean())
     logit_diff = float(torch.cat(diffs).double().mean())
-    margin = 2.0 * math.sqrt(chance * (1.0 - chance) / n)
+    solved = task_solved(n_correct, n, chance, confidence)
+    if solved is not None:
+        solved = solved and logit_diff > 0
     return {
-        "clean_accuracy": accuracy,
+        "clean_accuracy": n_correct / n,
         "chance_accuracy": chance,
         "clean_logit_diff": logit_diff,
-        "task_solved": bool(accuracy > chance + margin and logit_diff > 0),
+        "task_solved": solved,
     }
+
+
+def task_solved(n_correct: int, n: int, chance: float, confidence: float = 0.95) -> bool | None:
+    """Whether ``n_correct`` of ``n`` prompts is above ``chance`` accuracy: the exact one-sided
+    binomial test (``scipy.stats.binomtest``, alternative 'greater') rejects chance at level
+    1 - ``confidence``. ``None`` when no count could: even ``n`` of ``n`` correct is not
+    significant (chance ** n > 1 - confidence: too few prompts to tell)."""
+    from scipy.stats import binomtest
+
+    alpha = 1.0 - confidence
+    if binomtest(n, n, chance, alternative="greater").pvalue > alpha:
+        return None
+    return bool(binomtest(n_correct, n, chance, alternative="greater").pvalue <= alpha)

@@ -82,7 +82,7 @@ def test_printed_table_shows_undefined_scores_as_missing():
     )
     text = format_summary(RunRecord(summary, frame, Path("out"), files={}))
     table_row = text.splitlines()[4]
-    assert table_row.split() == ["n/a"] * 8 + ["0.250"]
+    assert table_row.split() == ["n/a"] * 9 + ["0.250"]  # the Spearman interval too
     assert "corrupt metric n/a" in text
 
 

@@ -266,3 +266,96 @@ def test_ten_thousand_prompts_run_with_flat_memory(tiny_gpt2, tmp_path):
     assert s_large["status"] == "ok"
     print(f"peak RSS: 1,000 prompts {small:.0f} MB, 10,000 prompts {large:.0f} MB")
     assert large - small < 150, (small, large)
+
+
+# --------------------------------------------------------------------------------------------
+# What the printed table tells a reader
+
+
+def _summary(results: Path) -> dict:
+    (path,) = results.rglob("summary.json")
+    return json.loads(path.read_text())
+
+
+def test_four_prompts_all_correct_are_too_few_to_tell_not_unsolved(tmp_path, capsys):
+    """toy-gpt2 answers all 4 IOI prompts; no test at 95% can tell 4 of 4 from chance (0.5^4 >
+    0.05): the run says so, and the report gives it no 'solved' value, not 0."""
+    from harness.report import main as report
+
+    results = tmp_path / "results"
+    args = ["model=toy-gpt2", "task=ioi", "method=atp", "n_prompts=4"]
+    args += ["diagnostics=false", "circuits=false", f"results_dir={results}"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    summary = _summary(results)
+    assert summary["clean_accuracy"] == 1.0 and summary["task_solved"] is None
+    assert "TASK NOT SOLVED" not in out
+    assert "too few prompts to tell whether the task is solved (all 4 correct" in out
+    report([str(results)])
+    table = (results / "report" / "tables.md").read_text()
+    header, _, row = table.split("## Task `ioi`")[1].strip().splitlines()[:3]
+    cells = {h.strip(): c.strip() for h, c in zip(header.split("|"), row.split("|"), strict=True)}
+    assert cells["clean acc."] == "1.00" and cells.get("solved", "-") == "-", table
+
+
+def _largest_effect_rows(out: str) -> list[str]:
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if "largest true effects" in line) + 1
+    return [line for line in lines[start:] if line.lstrip().startswith("head.")]
+
+
+def test_sampled_truth_lists_only_scored_components(tiny_gpt2, tmp_path, capsys):
+    pairs = write_lines(tmp_path / "pairs.jsonl", [json.dumps(GOOD)] * 2)
+    args = [*local_args(tiny_gpt2, pairs, tmp_path), "circuits=false", "truth.sample=3"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    rows = _largest_effect_rows(out)
+    assert len(rows) == 3 and not any("nan" in row for row in rows), out
+    frame = pd.read_parquet(next((tmp_path / "results").rglob("estimates.parquet")))
+    assert {row.split()[0] for row in rows} == set(frame.loc[frame["sampled"], "component"])
+
+
+def test_default_job_says_how_the_method_ranks_and_the_command_to_compare_runs(
+    tmp_path, capsys, monkeypatch
+):
+    """The default job (no override) prints a sentence read from its Spearman interval and the
+    command comparing it with hvp; that command, run as printed, tables atp beside hvp."""
+    import shlex
+
+    from harness.report import main as report
+
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli([], capsys)
+    assert code == 0, err
+    summary = _summary(tmp_path / "results")
+    lo, hi = summary["spearman_ci_lo"], summary["spearman_ci_hi"]
+    how = "better than" if lo > 0 else "worse than" if hi < 0 else "no better than"
+    assert f"atp ranks the 16 scored components {how} chance: " in out
+    assert f"95% CI [{lo:+.2f}, {hi:+.2f}]" in out
+    lines = out.splitlines()
+    command = lines[lines.index("  to compare with hvp (AtP plus its second-order term), run:") + 1]
+    assert command == "    harness -m method=atp,hvp && harness-report results"
+    sweep, table = (shlex.split(part) for part in command.split(" && "))
+    code, _, err = run_cli(sweep[1:], capsys)
+    assert code == 0, err
+    report(table[1:])
+    tables = (tmp_path / "results" / "report" / "tables.md").read_text()
+    assert "| toy-gpt2 | atp " in tables and "| toy-gpt2 | hvp " in tables
+
+
+def test_verdict_and_command_follow_the_method_and_the_overrides(tmp_path, capsys):
+    """actpatch, denoising: its ranking is the truth's (interval above 0), and the command keeps
+    the job's overrides and adds atp and hvp."""
+    results = tmp_path / "results"
+    args = ["method=actpatch", "direction=denoising", "diagnostics=false", "circuits=false"]
+    code, out, err = run_cli([*args, f"results_dir={results}"], capsys)
+    assert code == 0, err
+    summary = _summary(results)
+    assert summary["spearman_ci_lo"] > 0
+    assert "actpatch ranks the 16 scored components better than chance: Spearman +1.00" in out
+    assert "above 0." in out
+    assert "to compare with atp (first-order AtP) and hvp (AtP plus its second-order term)" in out
+    assert (
+        "    harness -m direction=denoising diagnostics=false circuits=false "
+        f"results_dir={results} method=actpatch,atp,hvp && harness-report {results}"
+    ) in out.splitlines()

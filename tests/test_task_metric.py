@@ -99,3 +99,20 @@ def test_clean_task_scores_on_a_trained_toy_model():
     assert solved["chance_accuracy"] == 0.5 and solved["clean_logit_diff"] > 1.0
     assert unsolved["clean_accuracy"] == 0.0 and unsolved["task_solved"] is False
     assert unsolved["clean_logit_diff"] == pytest.approx(-solved["clean_logit_diff"])
+
+
+@pytest.mark.parametrize(
+    "n_correct, n, chance, expected",
+    [
+        (4, 4, 0.5, None),  # 0.5^4 > 0.05: even all correct cannot be told from chance
+        (5, 5, 0.5, True),  # 0.5^5 < 0.05
+        (3, 5, 0.5, False),
+        (9, 12, 0.5, False),  # P(X >= 9) = 0.073
+        (10, 12, 0.5, True),  # P(X >= 10) = 0.019
+        (2, 2, 0.1, True),  # chance 0.1 (one answer of ten): 2 of 2 is enough
+    ],
+)
+def test_task_solved_is_an_exact_binomial_test(n_correct, n, chance, expected):
+    from harness.task_metric import task_solved
+
+    assert task_solved(n_correct, n, chance) is expected
