@@ -327,19 +327,19 @@ def test_default_job_says_how_the_method_ranks_and_the_command_to_compare_runs(
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli([], capsys)
     assert code == 0, err
-    summary = _summary(tmp_path / "results")
+    summary = _summary(tmp_path / "outputs")
     lo, hi = summary["spearman_ci_lo"], summary["spearman_ci_hi"]
     how = "better than" if lo > 0 else "worse than" if hi < 0 else "no better than"
     assert f"atp ranks the 16 scored components {how} chance: " in out
     assert f"95% CI [{lo:+.2f}, {hi:+.2f}]" in out
     lines = out.splitlines()
     command = lines[lines.index("  to compare with hvp (AtP plus its second-order term), run:") + 1]
-    assert command == "    harness -m method=atp,hvp && harness-report results"
+    assert command == "    harness -m method=atp,hvp && harness-report outputs"
     sweep, table = (shlex.split(part) for part in command.split(" && "))
     code, _, err = run_cli(sweep[1:], capsys)
     assert code == 0, err
     report(table[1:])
-    tables = (tmp_path / "results" / "report" / "tables.md").read_text()
+    tables = (tmp_path / "outputs" / "report" / "tables.md").read_text()
     assert "| toy-gpt2 | atp " in tables and "| toy-gpt2 | hvp " in tables
 
 
