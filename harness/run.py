@@ -663,7 +663,9 @@ def _task_function(cfg: Any) -> None:
     A failing job writes ``failure.json``, marks its tracker run failed and, in a multirun,
     lets the other jobs go on. In a multirun every job also records its status in the sweep
     folder (:func:`sweep_failures`), so the sweep's exit status counts the failed jobs under
-    every launcher, even those that run jobs in other processes.
+    every launcher, even those that run jobs in other processes. A tracker that fails to log a
+    finished job is its ``logger_status``: exit 1 for a single run, counted by the sweep; the
+    record stays as written.
     """
     from hydra.core.hydra_config import HydraConfig
 
@@ -712,7 +714,7 @@ def _task_function(cfg: Any) -> None:
         message = message.splitlines()[0] if message else type(err).__name__
         _write_failure(out_dir, {"error": message, **failure})
         _job_status(job, "failed", label=label, error=message)
-        _log(out_dir, cfg, job, message)
+        _log(out_dir, cfg, job, "failed", message)
         print(f"error: {message}", file=sys.stderr)
         if job["multirun"]:
             return
@@ -721,7 +723,7 @@ def _task_function(cfg: Any) -> None:
         sys.exit(2)
     (out_dir / "failure.json").unlink(missing_ok=True)  # of an earlier try in this folder
     _job_status(job, "ok", label=label)
-    _log(out_dir, cfg, job, None)
+    logging_failed = _log(out_dir, cfg, job, "ok", None)
     if job["multirun"]:
         s = record.summary
         print(
@@ -730,6 +732,8 @@ def _task_function(cfg: Any) -> None:
         )
     else:
         print(format_summary(record, overrides=job["overrides"]))
+        if logging_failed:  # a multirun counts it in sweep_failures
+            sys.exit(1)
 
 
 def discard_job_dir(out_dir: Path, results_dir: Path) -> None:
@@ -811,15 +815,21 @@ def _job_status(job: dict[str, Any], status: str, **fields: Any) -> None:
 
 
 def sweep_failures(sweep_dir: Path | None) -> list[str]:
-    """The labels of the sweep's jobs that failed or never finished, in job order."""
+    """The labels of the sweep's jobs that failed, never finished or whose tracker logging
+    failed (their results are kept), in job order."""
+    from harness.tracking import FAILED
+
     if sweep_dir is None:
         return []
     failed = []
     for num, record in sorted(_job_records(sweep_dir).items()):
+        label = record.get("label", f"job {num}")
         if record.get("status") == "failed":
-            failed.append(record.get("label", f"job {num}"))
+            failed.append(label)
         elif record.get("status") == "running":
-            failed.append(f"{record.get('label', f'job {num}')} (did not finish)")
+            failed.append(f"{label} (did not finish)")
+        elif str(record.get("logger_status", "")).startswith(FAILED):
+            failed.append(f"{label} (W&B logging {record['logger_status']})")
     return failed
 
 
@@ -929,19 +939,28 @@ def _probe_space(folder: Path, size: int = 16 << 10) -> None:
 OmegaConf.register_new_resolver("unique_dir", claim_output_dir, use_cache=True, replace=True)
 
 
-def _log(out_dir: Path, cfg: Any, job: dict[str, Any], error: str | None) -> None:
-    """Hand the run record to the configured tracker (``logger=none``: nothing)."""
+def _log(out_dir: Path, cfg: Any, job: dict[str, Any], status: str, error: str | None) -> bool:
+    """Hand the run record (or the job's ``error``) to the configured tracker (``logger=none``:
+    nothing) and add its ``logger_status`` to the job's ``status`` in the sweep folder. True when
+    logging failed, printed as one error line; the record on disk is left as it is."""
     from omegaconf import OmegaConf
 
     logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
     if logger_cfg.get("name", "none") == "none":
-        return
+        return False
     from harness import tracking
 
     if error is None:
-        tracking.log_run(out_dir, logger_cfg, job)
+        logger_status = tracking.log_run(out_dir, logger_cfg, job)
     else:
-        tracking.log_failure(out_dir, logger_cfg, job, error)
+        logger_status = tracking.log_failure(out_dir, logger_cfg, job, error)
+    if logger_status is None:
+        return False
+    _job_status(job, status, logger_status=logger_status)
+    if not logger_status.startswith(tracking.FAILED):
+        return False
+    print(f"error: W&B logging {logger_status} (the record in {out_dir} is kept)", file=sys.stderr)
+    return True
 
 
 def sweep_samples(overrides: list[str]) -> list[list[str]]:

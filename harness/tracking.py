@@ -13,26 +13,53 @@ truth. :func:`log_run` only reads it and mirrors it into one W&B run:
 - one logged step with the estimates as a ``wandb.Table`` and the run's figures
   (:mod:`harness.plots`) as ``wandb.Image``.
 
-A W&B problem never loses results: any error while logging is caught and printed as one warning
-line. ``mode: offline`` (the default) writes ``<dir>/wandb/offline-run-*/run-<id>.wandb``; upload
-it later with ``wandb sync <that folder>``. ``mode: online`` falls back to offline when W&B cannot
-be reached or no API key is set.
+A W&B problem never loses results: any error while logging is caught and returned as the
+logger status (:data:`FAILED` and one line), which the job reports (:mod:`harness.run`).
+``mode: offline`` (the default) writes ``<dir>/wandb/offline-run-*/run-<id>.wandb``; upload it
+later with ``wandb sync <that folder>``. ``mode: online`` waits at most ``init_timeout`` seconds
+for W&B and falls back to a complete offline run under the same id when W&B cannot be reached or
+no API key is set (status :data:`FALLBACK` and the reason).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
+
+from harness.config import Range, bounded
 
 DEFAULT_PROJECT = "attribution-harness"
 LOGGERS = ("none", "wandb")
 MODES = ("offline", "online", "disabled")
 """Accepted ``logger.name`` and ``logger.mode`` values."""
-OPTIONS = ("name", "project", "entity", "mode", "dir", "tags")
-"""Accepted logger keys (``conf/logger/wandb.yaml``)."""
+
+
+@dataclass
+class LoggerOptions:
+    """The logger keys (``conf/logger/*.yaml``); numeric ones with their accepted range."""
+
+    name: str = "none"
+    project: str = DEFAULT_PROJECT
+    entity: Optional[str] = None  # noqa: UP045
+    mode: str = "offline"
+    dir: Optional[str] = None  # noqa: UP045
+    tags: list[str] = field(default_factory=list)
+    init_timeout: float = bounded(15.0, Range(lo=0, hi=600, lo_open=True))  # seconds online
+
+
+OPTIONS = tuple(f.name for f in dataclasses.fields(LoggerOptions))
+"""Accepted logger keys."""
+
+LOGGED = "ok"
+FALLBACK = "offline fallback: "
+FAILED = "failed: "
+"""Logger status of a job: :data:`LOGGED`, or one of the prefixes followed by one line (the reason
+online W&B was not used; the logging error)."""
 
 # Overrides that say where output goes, not what the job is: left out of the W&B run name.
 NAME_EXCLUDE = ("results_dir", "cache_dir", "logger", "progress")
@@ -67,6 +94,7 @@ RECORD_KEYS = (
 def check_logger_config(logger_cfg: Mapping[str, Any] | None) -> None:
     """One-line :class:`HarnessError` for a logger name or W&B mode the harness does not know;
     called before the job runs, so a typo does not surface only after the work is done."""
+    from harness.config import check_ranges
     from harness.errors import HarnessError
     from harness.registry import unknown_choice
 
@@ -77,47 +105,51 @@ def check_logger_config(logger_cfg: Mapping[str, Any] | None) -> None:
         if key not in OPTIONS:
             accepted = [f"logger.{k}" for k in OPTIONS]
             raise HarnessError(unknown_choice("config key", f"logger.{key}", accepted))
+    check_ranges(logger_cfg or {}, LoggerOptions, "logger.")
     if name == "wandb" and logger_cfg is not None:
         mode = logger_cfg.get("mode")
         if mode is not None and mode not in MODES:
             raise HarnessError(unknown_choice("logger.mode", str(mode), list(MODES)))
 
 
-def log_run(run_dir: Path, logger_cfg: Mapping[str, Any], job: Mapping[str, Any]) -> None:
+def log_run(run_dir: Path, logger_cfg: Mapping[str, Any], job: Mapping[str, Any]) -> str | None:
     """Mirror the run record in ``run_dir`` into one W&B run (``logger_cfg["name"] == "wandb"``).
 
     ``job`` holds ``sweep`` (the sweep id or None), ``overrides`` (the job's Hydra overrides) and
-    ``num`` (the job number). Never raises: a logging error is printed as one warning line.
+    ``num`` (the job number). Returns the logger status (:data:`LOGGED`, :data:`FALLBACK` or
+    :data:`FAILED` with one line; None without a logger). Never raises and never touches the
+    record.
     """
     if _logger_name(logger_cfg) != "wandb":
-        return
+        return None
     run_dir = Path(run_dir)
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
         import pandas as pd
 
         estimates = pd.read_parquet(run_dir / "estimates.parquet")
-        _log_record(run_dir, summary, estimates, logger_cfg, job)
+        return _log_record(run_dir, summary, estimates, logger_cfg, job)
     except Exception as err:  # a W&B problem must never lose results
-        _warn(f"W&B logging failed for {run_dir}: {type(err).__name__}: {_one_line(err)}")
+        return _failed(err)
 
 
 def log_failure(
     run_dir: Path, logger_cfg: Mapping[str, Any], job: Mapping[str, Any], error: str
-) -> None:
+) -> str | None:
     """Record a failed job as a W&B run marked failed (exit code 1), the error in its summary.
 
     The config comes from ``failure.json`` (or ``summary.json``) when the job wrote one, else
-    from Hydra's ``.hydra/config.yaml`` in ``run_dir``. Never raises.
+    from Hydra's ``.hydra/config.yaml`` in ``run_dir``. Returns the logger status, as
+    :func:`log_run`; never raises.
     """
     if _logger_name(logger_cfg) != "wandb":
-        return
+        return None
     run_dir = Path(run_dir)
     try:
         config = _failure_config(run_dir)
         ids = {key: _dig(config, key, "name") for key in ("model", "task", "method")}
         config = {**config, "record": {"run_dir": str(run_dir.resolve()), "status": "failed"}}
-        run = _init(
+        run, status = _init(
             logger_cfg,
             job,
             run_id=None,
@@ -130,8 +162,9 @@ def log_failure(
             run.summary.update({"error": str(error), "status": "failed"})
         finally:
             run.finish(exit_code=1)
+        return status
     except Exception as err:
-        _warn(f"W&B logging failed for {run_dir}: {type(err).__name__}: {_one_line(err)}")
+        return _failed(err)
 
 
 def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float | int]:
@@ -162,7 +195,7 @@ def _log_record(
     estimates: Any,
     logger_cfg: Mapping[str, Any],
     job: Mapping[str, Any],
-) -> None:
+) -> str:
     import wandb
 
     from harness import plots
@@ -172,7 +205,7 @@ def _log_record(
     record["run_dir"] = str(run_dir.resolve())
     config["record"] = record
     ids = {key: summary.get(key) for key in ("model", "task", "method")}
-    run = _init(
+    run, status = _init(
         logger_cfg,
         job,
         run_id=summary.get("run_id"),
@@ -198,6 +231,7 @@ def _log_record(
         exit_code = 0
     finally:
         run.finish(exit_code=exit_code)
+    return status
 
 
 def _table_rows(estimates: Any) -> Any:
@@ -225,11 +259,17 @@ def _init(
     config: Mapping[str, Any],
     results_dir: Any,
     run_dir: Path,
-) -> Any:
-    """``wandb.init`` with the harness's conventions; online falls back to offline."""
+) -> tuple[Any, str]:
+    """``wandb.init`` with the harness's conventions, and the logger status so far.
+
+    Online waits at most ``logger.init_timeout`` seconds, then falls back to offline under the
+    same run id (status :data:`FALLBACK` and the reason)."""
     import wandb
 
     mode = str(logger_cfg.get("mode") or "offline")
+    timeout = logger_cfg.get("init_timeout")
+    if timeout is None:
+        timeout = LoggerOptions.init_timeout
     root = _wandb_root(logger_cfg, results_dir, run_dir)
     root.mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, Any] = dict(
@@ -247,15 +287,32 @@ def _init(
             console="off",  # nothing to capture: the record is already written
             x_disable_stats=True,  # no system-metrics sampling for a post-hoc log
             quiet=True,
+            init_timeout=float(timeout),
         ),
     )
     try:
-        return wandb.init(mode=mode, **kwargs)
+        return wandb.init(mode=mode, **kwargs), LOGGED
     except Exception as err:
         if mode != "online":
             raise
-        _warn(f"W&B online failed ({_one_line(err)}); logging offline under {root}")
-        return wandb.init(mode="offline", **kwargs)
+        # wandb's own hint names its Settings; the harness's knob is logger.init_timeout
+        text, hint, _ = str(err).partition("Consider increasing the init_timeout")
+        reason = _one_line(text) + (f" (logger.init_timeout={timeout:g}s)" if hint else "")
+        _warn(f"W&B online failed ({reason}); logging offline under {root}")
+        _release_run_ids()
+        return wandb.init(mode="offline", **kwargs), FALLBACK + reason
+
+
+def _release_run_ids() -> None:
+    """Stop W&B's service process: a failed online ``wandb.init`` leaves its run id registered
+    there ("run ID ... is in use"), which the offline retry under the same id needs; the next
+    ``wandb.init`` starts a fresh service."""
+    import wandb
+
+    try:
+        wandb.teardown()
+    except SystemExit:  # the service process's own non-zero exit code, not a request to exit
+        pass
 
 
 def _wandb_root(logger_cfg: Mapping[str, Any], results_dir: Any, run_dir: Path) -> Path:
@@ -304,6 +361,10 @@ def _dig(config: Mapping[str, Any], *keys: str) -> Any:
             return None
         node = node.get(key)
     return node
+
+
+def _failed(err: BaseException) -> str:
+    return f"{FAILED}{type(err).__name__}: {_one_line(err)}"
 
 
 def _one_line(err: BaseException | str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from harness import tracking
 from harness.run import main as run_main
 from tests import tracking_reader as wandb_reader
 from tests.helpers import local_run_args
+from tests.test_cli import run_cli
 from tests.test_report import write_pairs
 
 WANDB = {"name": "wandb", "project": "harness-tests", "mode": "offline", "tags": ["test"]}
@@ -137,15 +139,18 @@ def test_logger_none_writes_nothing(cli_run, tmp_path):
     assert not target.exists()
 
 
-def test_logging_errors_are_one_warning(tmp_path, capsys):
+def test_logging_errors_are_returned_as_one_line_status(tmp_path, capsys):
     job = {"sweep": None, "overrides": [], "num": 0}
-    tracking.log_run(tmp_path / "missing", {**WANDB, "dir": str(tmp_path)}, job)
-    tracking.log_failure(
-        tmp_path, {**WANDB, "mode": "no-such-mode", "dir": str(tmp_path)}, job, "x"
-    )
-    err = capsys.readouterr().err
-    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 2 and "W&B logging failed" in warnings[0]
+    statuses = [
+        tracking.log_run(tmp_path / "missing", {**WANDB, "dir": str(tmp_path)}, job),
+        tracking.log_failure(
+            tmp_path, {**WANDB, "mode": "no-such-mode", "dir": str(tmp_path)}, job, "x"
+        ),
+    ]
+    for status in statuses:
+        assert status.startswith(tracking.FAILED) and "\n" not in status, status
+    assert "FileNotFoundError" in statuses[0]
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_read_offline_run_spans_blocks(tmp_path):
@@ -188,7 +193,9 @@ def test_online_without_credentials_falls_back_to_offline(cli_run, tmp_path, mon
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
     job = {"sweep": None, "overrides": [], "num": 0}
-    tracking.log_run(the_run_dir(cli_run), {**WANDB, "mode": "online", "dir": str(tmp_path)}, job)
+    logger_cfg = {**WANDB, "mode": "online", "dir": str(tmp_path)}
+    status = tracking.log_run(the_run_dir(cli_run), logger_cfg, job)
+    assert status.startswith(tracking.FALLBACK), status
     assert "logging offline" in capsys.readouterr().err
     (wandb_file,) = wandb_reader.find_offline_runs(tmp_path)
     assert wandb_reader.read_offline_run(wandb_file, wait_s=30)["exit_code"] == 0
@@ -208,3 +215,87 @@ def test_large_estimates_table_keeps_the_largest_effects(cli_run, tmp_path, monk
     truth = table["columns"].index("truth")
     largest = pd.read_parquet(run_dir / "estimates.parquet")["truth"].abs().nlargest(5)
     assert sorted(abs(row[truth]) for row in table["data"]) == sorted(largest)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed again)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wandb_job_args(tiny_gpt2, tmp_path: Path, results: Path, *logger: str) -> list[str]:
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n=4)
+    args = [*local_run_args(tiny_gpt2, pairs, results), "diagnostics=false", "logger=wandb"]
+    return [*args, "logger.project=harness-tests", *logger]
+
+
+def test_online_unreachable_falls_back_to_a_complete_offline_run(
+    tiny_gpt2, tmp_path, monkeypatch, capsys
+):
+    """An API key and a W&B host that refuses connections: the online init gives up after
+    logger.init_timeout, and the offline run under the record's id holds everything."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("WANDB_API_KEY", "f" * 40)  # with a key, W&B tries the server
+    results = tmp_path / "results"
+    sweep = results / "multirun" / "sweep"
+    online = ("logger.mode=online", "logger.init_timeout=2")
+    args = ["-m", *wandb_job_args(tiny_gpt2, tmp_path, results, *online)]
+    code, _, err = run_cli([*args, f"hydra.sweep.dir={sweep}"], capsys)
+    assert code == 0, err
+    (job_status,) = [json.loads(p.read_text()) for p in (sweep / ".jobs").glob("*.json")]
+    assert job_status["status"] == "ok"
+    assert job_status["logger_status"].startswith(tracking.FALLBACK), job_status
+    assert "127.0.0.1" in job_status["logger_status"]
+    assert "(logger.init_timeout=2s)" in job_status["logger_status"]
+
+    run_dir = the_run_dir(results)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    estimates = pd.read_parquet(run_dir / "estimates.parquet")
+    (wandb_file,) = wandb_reader.find_offline_runs(results / "wandb")
+    logged = wandb_reader.read_offline_run(wandb_file, wait_s=30)
+    assert logged["exit_code"] == 0 and logged["run"]["id"] == summary["run_id"]
+    assert logged["config"]["record"]["run_dir"] == str(run_dir.resolve())
+    assert_summary_matches(logged["summary"], summary)
+    (step,) = logged["history"]
+    assert step["estimates"]["nrows"] == len(estimates)
+    assert {"figures/estimate_vs_truth", "figures/error_by_layer"} <= set(step)
+    # the online attempt waited logger.init_timeout, not W&B's own default
+    (online_log,) = (results / "wandb").glob(f"run-*-{summary['run_id']}/logs/debug.log")
+    assert "with 2.0 second timeout" in online_log.read_text()
+
+
+def test_failed_logging_is_the_job_status_and_keeps_the_record(tiny_gpt2, tmp_path, capsys):
+    """W&B cannot write at all (logger.dir is a file): a single run exits 1 with one error line
+    after its summary, a sweep counts the job; the record stays whole and is resumed."""
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("")
+    results = tmp_path / "single"
+    args = wandb_job_args(tiny_gpt2, tmp_path, results, f"logger.dir={blocked}")
+    code, out, err = run_cli(args, capsys)
+    assert code == 1, err
+    (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert line.startswith("error: W&B logging failed: FileExistsError") and "is kept" in line
+    assert "spearman" in out and "Traceback" not in err
+    code, out, _ = run_cli(args, capsys)  # the record is intact: the job is resumed
+    assert code == 0 and "skipped" in out
+
+    results = tmp_path / "sweep"
+    sweep = results / "multirun" / "sweep"
+    args = ["-m", *wandb_job_args(tiny_gpt2, tmp_path, results, f"logger.dir={blocked}")]
+    code, _, err = run_cli([*args, f"hydra.sweep.dir={sweep}"], capsys)
+    assert code == 1, err
+    assert "(W&B logging failed: FileExistsError" in err.strip().splitlines()[-1]
+    (job_status,) = [json.loads(p.read_text()) for p in (sweep / ".jobs").glob("*.json")]
+    assert job_status["status"] == "ok"
+    assert job_status["logger_status"].startswith(tracking.FAILED)
+    assert json.loads((the_run_dir(results) / "summary.json").read_text())["status"] == "ok"
+
+
+def test_init_timeout_out_of_range_is_one_line():
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match=r"logger.init_timeout must be in \(0, 600\], got 0"):
+        tracking.check_logger_config({**WANDB, "init_timeout": 0})
