@@ -77,7 +77,11 @@ def git_commit() -> str:
 
 
 def run_one(
-    cfg: Any, out_dir: Path, key: str | None = None, inputs: dict[str, Any] | None = None
+    cfg: Any,
+    out_dir: Path,
+    key: str | None = None,
+    inputs: dict[str, Any] | None = None,
+    job_label: str = "",
 ) -> RunRecord:
     """Run one (model, task, method) job described by the composed config ``cfg``.
 
@@ -85,14 +89,15 @@ def run_one(
     ``cfg`` when not given). Four stages, in order: the job spec (the config validated once,
     :func:`harness.job.job_spec`), the attribution context (:func:`build_context`), the
     evaluation (:func:`evaluate`: truth, estimates, scores, diagnostics, circuits) and the
-    record (:func:`write_record`: summary.json, the parquet files)."""
+    record (:func:`write_record`: summary.json, the parquet files). ``job_label`` starts the
+    label of every progress bar (``job 2/6`` under ``-m``)."""
     from harness.job import job_spec
 
     spec = job_spec(resolved_config(cfg), key)
     out_dir = Path(out_dir)
     _check_writable(out_dir)
     inputs = inputs or job_inputs(spec.config, spec.cache_dir)
-    job = build_context(spec)
+    job = build_context(spec, job_label)
     evaluation = evaluate(spec, job)
     return write_record(spec, job, evaluation, inputs, out_dir)
 
@@ -115,12 +120,14 @@ class JobContext:
     ctx: Any  # harness.context.AttributionContext
 
 
-def build_context(spec: JobSpec) -> JobContext:
-    """Seed, load the model, make and tokenize the task's prompts, enumerate the components."""
+def build_context(spec: JobSpec, job_label: str = "") -> JobContext:
+    """Seed, load the model, make and tokenize the task's prompts, enumerate the components;
+    the context's progress bars (:mod:`harness.progress`) are labelled with ``job_label``."""
     from harness.components import enumerate_components
     from harness.context import AttributionContext
     from harness.cost import reset_peak_memory
     from harness.models.loader import load_model
+    from harness.progress import Progress, progress_enabled
     from harness.tasks import tokenize_pairs
 
     torch.manual_seed(spec.seed)
@@ -146,7 +153,7 @@ def build_context(spec: JobSpec) -> JobContext:
         metric=spec.metric,
         direction=spec.direction,
         batch_size=spec.batch_size,
-        progress=spec.progress,
+        progress=Progress(progress_enabled(spec.progress), job_label),
         memory_bytes=memory_bytes(spec.memory_gb),
     )
     return JobContext(loaded=loaded, batch=batch, components=components, ctx=ctx)
@@ -187,12 +194,15 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
         scored[truth_index] = True
         truth_ctx = replace(ctx, components=[components[i] for i in truth_index])
     check_run_cost(spec, method, ctx, len(truth_ctx.components))
-    truth = ground_truth(truth_ctx, job.loaded.fingerprint, spec.cache_dir, universe=components)
+    stage = ctx.progress.stage  # one bar per stage on stderr (harness/progress.py)
+    with stage("ground truth"):
+        truth = ground_truth(truth_ctx, job.loaded.fingerprint, spec.cache_dir, universe=components)
     ctx.truth = truth.effects if truth_index is None else None  # actpatch reads it
 
     forward_s = time_forward(ctx)  # one clean forward of the prompt batch (after a warm-up)
     start = time.perf_counter()
-    output = method.estimate(ctx)
+    with stage(f"method {method.name}"):
+        output = method.estimate(ctx)
     wall_s = time.perf_counter() - start
     method_cost = ctx.cost.as_dict()
     if output.summary.get("reads_truth"):  # actpatch: the method's cost is the truth's
@@ -227,16 +237,20 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
         at_zero = output.at_zero  # the method's exact f'(0), f''(0): not computed twice
         if at_zero is not None and truth_index is not None:
             at_zero = tuple(value[truth_index.tolist()] for value in at_zero)
-        columns, diagnostics = run_diagnostics(
-            spec, truth, truth_ctx, scored_truth, truth_index, at_zero
-        )
+        with stage("diagnostics"):
+            columns, diagnostics = run_diagnostics(
+                spec, truth, truth_ctx, scored_truth, truth_index, at_zero
+            )
         for name, column in columns.items():
             frame[name] = on_all_components(column, scored)
     if spec.decomposition:  # where AtP's error comes from (harness/decomposition.py)
         from harness.decomposition import run_decomposition
 
         scored_truth = truth_np[scored]
-        columns, extra = run_decomposition(spec, truth_ctx, truth.key, truth_index, scored_truth)
+        with stage("decomposition"):
+            columns, extra = run_decomposition(
+                spec, truth_ctx, truth.key, truth_index, scored_truth
+            )
         diagnostics.update(extra)
         for name, column in columns.items():
             frame[name] = on_all_components(column, scored)
@@ -245,7 +259,8 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
     curve = None
     if spec.circuits:
         start = time.perf_counter()
-        circuit_scores, curve = circuit_recovery(ctx.with_cost(CostCounter()), estimates)
+        with stage("circuits"):
+            circuit_scores, curve = circuit_recovery(ctx.with_cost(CostCounter()), estimates)
         diagnostics.update(circuit_scores)
         diagnostics["circuits_wall_s"] = time.perf_counter() - start
     return Evaluation(
