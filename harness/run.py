@@ -602,7 +602,17 @@ def _job_info() -> dict[str, Any]:
         "sweep_dir": Path(hydra_cfg.sweep.dir) if multirun else None,
         "overrides": list(hydra_cfg.overrides.task),
         "num": hydra_cfg.job.get("num", 0) if multirun else 0,
+        "count": sweep_job_count(Path(hydra_cfg.sweep.dir)) if multirun else None,
     }
+
+
+def progress_label(job: dict[str, Any]) -> str:
+    """The label that starts a multirun job's progress bars: ``job i/n`` (i from 1; Hydra's
+    job num + 1), ``job i`` when the sweep's job count is unknown; "" outside a multirun."""
+    if not job["multirun"]:
+        return ""
+    count = f"/{job['count']}" if job.get("count") else ""
+    return f"job {job['num'] + 1}{count}"
 
 
 def _task_function(cfg: Any) -> None:
@@ -641,7 +651,7 @@ def _task_function(cfg: Any) -> None:
         if why_not and inputs is not None:
             print(f"[job {job['num']}] {label}: {why_not}; recomputing")
     try:
-        record = run_one(cfg, out_dir, key, inputs)
+        record = run_one(cfg, out_dir, key, inputs, progress_label(job))
         entry = {"run_dir": str(out_dir), "inputs": record.summary["inputs"], "files": record.files}
         index_path = results_dir / "index" / f"{key}.json"
         replaced = read_hashed_json(index_path)
@@ -706,6 +716,9 @@ def _write_failure(out_dir: Path, payload: dict[str, Any]) -> None:
 JOBS_DIR = ".jobs"
 """Folder in a sweep folder where each job records its status (``<num>.json``)."""
 
+JOB_COUNT = "count.json"
+"""File in :data:`JOBS_DIR`: the number of jobs of the sweep (:func:`sweep_job_count`)."""
+
 
 def _job_status(job: dict[str, Any], status: str, **fields: Any) -> None:
     """Record a multirun job's status (running, skipped, ok, failed) in the sweep folder."""
@@ -739,7 +752,7 @@ def sweep_failures(sweep_dir: Path | None) -> list[str]:
 
 def _job_records(sweep_dir: Path) -> dict[int, dict[str, Any]]:
     records = {}
-    for path in (sweep_dir / JOBS_DIR).glob("*.json"):
+    for path in (sweep_dir / JOBS_DIR).glob("[0-9]*.json"):  # not JOB_COUNT
         try:
             records[int(path.stem)] = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -771,9 +784,49 @@ class SweepStatus(Callback):
     sweep left there, so :func:`main` can read every job's status whichever launcher ran it."""
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        from harness.storage import atomic_write_json
+
         sweep_dir = Path(str(config.hydra.sweep.dir))
         shutil.rmtree(sweep_dir / JOBS_DIR, ignore_errors=True)
         _SWEEP["dir"] = sweep_dir
+        count = count_sweep_jobs(config)
+        if count is not None:  # read by every job, whichever process the launcher runs it in
+            with contextlib.suppress(HarnessError):
+                atomic_write_json(sweep_dir / JOBS_DIR / JOB_COUNT, {"jobs": count})
+
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def count_sweep_jobs(config: Any) -> int | None:
+    """The number of jobs Hydra's basic sweeper launches for the multirun ``config`` (its
+    ``hydra.sweeper.params`` and the command line's overrides, expanded by the sweeper's own
+    :meth:`split_arguments`); None under another sweeper or when the overrides cannot be
+    parsed here."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    sweeper = config.hydra.sweeper
+    if sweeper.get("_target_") != BASIC_SWEEPER:
+        return None
+    params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    overrides = [*params, *(str(o) for o in config.hydra.overrides.task)]
+    try:
+        loader = GlobalHydra.instance().config_loader()
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)
+        batches = BasicSweeper.split_arguments(parsed, None)
+    except Exception:  # noqa: BLE001 - the sweep reports its own errors; the count is cosmetic
+        return None
+    return sum(len(batch) for batch in batches)
+
+
+def sweep_job_count(sweep_dir: Path) -> int | None:
+    """The sweep's job count recorded by :class:`SweepStatus` (None when it is not)."""
+    try:
+        return int(json.loads((sweep_dir / JOBS_DIR / JOB_COUNT).read_text())["jobs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def claim_output_dir(results_dir: Any, rest: str) -> str:

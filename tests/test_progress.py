@@ -1,9 +1,10 @@
 """Progress bars: on in a terminal (off in CI and when stderr is not a terminal), forced with
-``progress=true``, none with ``progress=false``; one bar per stage on stderr; a bad value is
-one line."""
+``progress=true``, none with ``progress=false``; one bar per stage on stderr; ``job i/n`` under
+``-m``; a bad value is one line."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -129,6 +130,39 @@ def test_forced_progress_on_captured_stderr(job_args, tmp_path, capsys):
     code, out, err = run_cli([*job_args, "seed=1"], capsys)
     assert code == 0, err
     assert finished_bars(err) == {} and "pass/s" not in err, err
+
+
+def test_multirun_bars_name_the_job_and_the_job_count(job_args, tmp_path, capsys):
+    sweep = tmp_path / "results" / "multirun" / "sweep"
+    args = [
+        "-m",
+        *job_args,
+        f"hydra.sweep.dir={sweep}",
+        "metric=logit_diff,logprob",  # two ground truths: each job runs every stage
+        "progress=true",
+        "diagnostics=false",
+        "circuits=false",
+    ]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    bars = finished_bars(err)
+    assert sorted(bars) == [f"job {i}/2 {stage}" for i in (1, 2) for stage in STAGES[:2]], err
+    assert json.loads((sweep / ".jobs" / "count.json").read_text()) == {"jobs": 2}
+
+
+def test_job_count_of_a_preset_grid():
+    """hydra.sweeper.params (an experiment preset) and the command line's axes multiply."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from harness.run import count_sweep_jobs
+
+    overrides = ["experiment=smoke", "seed=0,1"]
+    with initialize_config_module(config_module="harness.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        config = loader.load_configuration("config", overrides, RunMode.MULTIRUN)
+        assert count_sweep_jobs(config) == 3 * 2  # method: atp,hvp,actpatch
 
 
 @pytest.mark.parametrize("value", ["yes", "1", "maybe"])
