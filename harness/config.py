@@ -169,7 +169,7 @@ class RunConfig:
     max_fwd_equiv: Optional[float] = bounded(  # noqa: UP045 - refuse a larger estimated cost
         100000.0, Range(lo=0, lo_open=True), optional=True
     )
-    progress: bool = False
+    progress: Any = "auto"  # auto (null) | true | false (harness.progress.check_progress)
     resume: bool = True
     results_dir: str = "outputs"
     cache_dir: Optional[str] = None  # noqa: UP045

@@ -19,6 +19,7 @@ import torch
 from harness.adapter import ModelAdapter
 from harness.config import POSITIVE_INT
 from harness.errors import HarnessError
+from harness.progress import Progress
 from harness.registry import unknown_choice
 from harness.types import Component, PromptBatch
 
@@ -66,7 +67,9 @@ class AttributionContext:
     direction: str = "noising"
     batch_size: int = 64
     cost: CostCounter = field(default_factory=CostCounter)
-    progress: bool = False
+    progress: Progress = field(default_factory=Progress)
+    """The job's progress bars (shared by :meth:`subset` and :meth:`with_cost` copies); the
+    engine's chunk loops count their passes on it (off by default)."""
     memory_bytes: int | None = None
     """The memory budget of one batched pass (None: :func:`harness.budget.default_budget_bytes`)."""
     truth: torch.Tensor | None = None

@@ -81,7 +81,7 @@ class JobSpec:
     bootstrap: int
     confidence: float
     max_fwd_equiv: float | None
-    progress: bool
+    progress: bool | None  # None: auto (harness.progress.progress_enabled)
     cache_dir: Path | None
 
 
@@ -96,6 +96,7 @@ def job_spec(container: Mapping[str, Any], key: str | None = None) -> JobSpec:
     from harness.diagnostics import check_reliability_config
     from harness.ground_truth import check_truth_sample
     from harness.methods.base import make_method
+    from harness.progress import check_progress
     from harness.task_metric import check_metric
     from harness.tasks import make_task
     from harness.tracking import check_logger_config
@@ -115,6 +116,7 @@ def job_spec(container: Mapping[str, Any], key: str | None = None) -> JobSpec:
     check_reliability_config({"scores": cfg["reliability"], "flag_fraction": flag_fraction})
     truth = cfg["truth"]
     check_truth_sample(truth["sample"])  # a count or a fraction; the other truth.* are ranges
+    progress = check_progress(cfg["progress"])
     method = make_method(cfg["method"])
     task = make_task(cfg["task"])
     model = cfg["model"]
@@ -146,7 +148,7 @@ def job_spec(container: Mapping[str, Any], key: str | None = None) -> JobSpec:
         bootstrap=truth["bootstrap"],
         confidence=truth["confidence"],
         max_fwd_equiv=cfg["max_fwd_equiv"],
-        progress=bool(cfg["progress"]),
+        progress=progress,
         cache_dir=Path(cache_dir) if cache_dir else None,
     )
 

@@ -34,7 +34,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from harness.adapter import BlockInputs
 from harness.budget import ChunkPlan, chunk_plan, row_bytes
@@ -60,7 +59,7 @@ def collect_activations(
 ) -> tuple[torch.Tensor, Activations]:
     """Per-prompt metric [n] and activations at ``names`` of an unpatched run on ``tokens``."""
     metrics, parts = [], {name: [] for name in names}
-    for rows in ctx.prompt_chunks():
+    for rows in ctx.progress.passes(ctx.prompt_chunks(), "activations"):
         sub = ctx.batch.select(rows)
         logits, acts = ctx.model.cache(tokens[rows], names, read_pos=sub.last)
         ctx.cost.forward(rows.stop - rows.start)
@@ -118,7 +117,7 @@ def full_batches(
         for rows in ctx.prompt_chunks(plan.prompt_rows)
         for start in range(0, count, plan.copies)
     ]
-    yield from tqdm(todo, desc=desc, disable=not ctx.progress, leave=False)
+    yield from ctx.progress.passes(todo, desc)
 
 
 def pass_row_bytes(
@@ -285,26 +284,27 @@ def copy_batches(
         range(len(components)),
         key=lambda i: (max(components[i].pos, 0), components[i].layer, i),
     )
-    prompt_chunks = list(ctx.prompt_chunks(plan.prompt_rows))
-    total = len(prompt_chunks) * -(-len(components) // plan.copies)
-    with tqdm(total=total, desc=desc, disable=not ctx.progress, leave=False) as bar:
-        for index, rows in enumerate(prompt_chunks):
+    todo = [
+        (index, rows, start)
+        for index, rows in enumerate(ctx.prompt_chunks(plan.prompt_rows))
+        for start in range(0, len(order), plan.copies)
+    ]
+    for index, rows, start in ctx.progress.passes(todo, desc):
+        if start == 0:  # a new prompt chunk: its recorded unpatched run
             inputs, windows = _prefix(ctx, rows, windows, check=index == 0)
             sub = ctx.batch.select(rows)
             columns, read = metric_columns(sub, ctx.metric)
             last = sub.last
             stop = int(last.max()) + 1
-            for start in range(0, len(order), plan.copies):
-                bar.update(1)
-                chunk = order[start : start + plan.copies]
-                p0 = min(max(components[i].pos, 0) for i in chunk) if windows else 0
-                if p0 >= stop:  # every patch lies after every prompt's last real token
-                    continue
-                chunk = sorted(chunk, key=lambda i: components[i].layer)
-                live = _live(components, chunk, last)
-                layers = [components[i].layer for i in chunk]
-                batch = CopyBatch(chunk, p0, stop, rows, sub, inputs, live, layers, columns, read)
-                yield rows, batch
+        chunk = order[start : start + plan.copies]
+        p0 = min(max(components[i].pos, 0) for i in chunk) if windows else 0
+        if p0 >= stop:  # every patch lies after every prompt's last real token
+            continue
+        chunk = sorted(chunk, key=lambda i: components[i].layer)
+        live = _live(components, chunk, last)
+        layers = [components[i].layer for i in chunk]
+        batch = CopyBatch(chunk, p0, stop, rows, sub, inputs, live, layers, columns, read)
+        yield rows, batch
 
 
 def full_copy_batches(
@@ -424,7 +424,7 @@ def metric_gradients(
     """
     n = n_total or ctx.batch.n
     metrics, acts_parts, grad_parts = [], {k: [] for k in names}, {k: [] for k in names}
-    for rows in ctx.prompt_chunks():
+    for rows in ctx.progress.passes(ctx.prompt_chunks(), "gradients"):
         store: Activations = {}
         eps: Activations = {}
 

@@ -77,7 +77,11 @@ def git_commit() -> str:
 
 
 def run_one(
-    cfg: Any, out_dir: Path, key: str | None = None, inputs: dict[str, Any] | None = None
+    cfg: Any,
+    out_dir: Path,
+    key: str | None = None,
+    inputs: dict[str, Any] | None = None,
+    job_label: str = "",
 ) -> RunRecord:
     """Run one (model, task, method) job described by the composed config ``cfg``.
 
@@ -85,14 +89,15 @@ def run_one(
     ``cfg`` when not given). Four stages, in order: the job spec (the config validated once,
     :func:`harness.job.job_spec`), the attribution context (:func:`build_context`), the
     evaluation (:func:`evaluate`: truth, estimates, scores, diagnostics, circuits) and the
-    record (:func:`write_record`: summary.json, the parquet files)."""
+    record (:func:`write_record`: summary.json, the parquet files). ``job_label`` starts the
+    label of every progress bar (``job 2/6`` under ``-m``)."""
     from harness.job import job_spec
 
     spec = job_spec(resolved_config(cfg), key)
     out_dir = Path(out_dir)
     _check_writable(out_dir)
     inputs = inputs or job_inputs(spec.config, spec.cache_dir)
-    job = build_context(spec)
+    job = build_context(spec, job_label)
     evaluation = evaluate(spec, job)
     return write_record(spec, job, evaluation, inputs, out_dir)
 
@@ -115,12 +120,14 @@ class JobContext:
     ctx: Any  # harness.context.AttributionContext
 
 
-def build_context(spec: JobSpec) -> JobContext:
-    """Seed, load the model, make and tokenize the task's prompts, enumerate the components."""
+def build_context(spec: JobSpec, job_label: str = "") -> JobContext:
+    """Seed, load the model, make and tokenize the task's prompts, enumerate the components;
+    the context's progress bars (:mod:`harness.progress`) are labelled with ``job_label``."""
     from harness.components import enumerate_components
     from harness.context import AttributionContext
     from harness.cost import reset_peak_memory
     from harness.models.loader import load_model
+    from harness.progress import Progress, progress_enabled
     from harness.tasks import tokenize_pairs
 
     torch.manual_seed(spec.seed)
@@ -146,7 +153,7 @@ def build_context(spec: JobSpec) -> JobContext:
         metric=spec.metric,
         direction=spec.direction,
         batch_size=spec.batch_size,
-        progress=spec.progress,
+        progress=Progress(progress_enabled(spec.progress), job_label),
         memory_bytes=memory_bytes(spec.memory_gb),
     )
     return JobContext(loaded=loaded, batch=batch, components=components, ctx=ctx)
@@ -187,12 +194,15 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
         scored[truth_index] = True
         truth_ctx = replace(ctx, components=[components[i] for i in truth_index])
     check_run_cost(spec, method, ctx, len(truth_ctx.components))
-    truth = ground_truth(truth_ctx, job.loaded.fingerprint, spec.cache_dir, universe=components)
+    stage = ctx.progress.stage  # one bar per stage on stderr (harness/progress.py)
+    with stage("ground truth"):
+        truth = ground_truth(truth_ctx, job.loaded.fingerprint, spec.cache_dir, universe=components)
     ctx.truth = truth.effects if truth_index is None else None  # actpatch reads it
 
     forward_s = time_forward(ctx)  # one clean forward of the prompt batch (after a warm-up)
     start = time.perf_counter()
-    output = method.estimate(ctx)
+    with stage(f"method {method.name}"):
+        output = method.estimate(ctx)
     wall_s = time.perf_counter() - start
     method_cost = ctx.cost.as_dict()
     if output.summary.get("reads_truth"):  # actpatch: the method's cost is the truth's
@@ -227,16 +237,20 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
         at_zero = output.at_zero  # the method's exact f'(0), f''(0): not computed twice
         if at_zero is not None and truth_index is not None:
             at_zero = tuple(value[truth_index.tolist()] for value in at_zero)
-        columns, diagnostics = run_diagnostics(
-            spec, truth, truth_ctx, scored_truth, truth_index, at_zero
-        )
+        with stage("diagnostics"):
+            columns, diagnostics = run_diagnostics(
+                spec, truth, truth_ctx, scored_truth, truth_index, at_zero
+            )
         for name, column in columns.items():
             frame[name] = on_all_components(column, scored)
     if spec.decomposition:  # where AtP's error comes from (harness/decomposition.py)
         from harness.decomposition import run_decomposition
 
         scored_truth = truth_np[scored]
-        columns, extra = run_decomposition(spec, truth_ctx, truth.key, truth_index, scored_truth)
+        with stage("decomposition"):
+            columns, extra = run_decomposition(
+                spec, truth_ctx, truth.key, truth_index, scored_truth
+            )
         diagnostics.update(extra)
         for name, column in columns.items():
             frame[name] = on_all_components(column, scored)
@@ -245,7 +259,8 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
     curve = None
     if spec.circuits:
         start = time.perf_counter()
-        circuit_scores, curve = circuit_recovery(ctx.with_cost(CostCounter()), estimates)
+        with stage("circuits"):
+            circuit_scores, curve = circuit_recovery(ctx.with_cost(CostCounter()), estimates)
         diagnostics.update(circuit_scores)
         diagnostics["circuits_wall_s"] = time.perf_counter() - start
     return Evaluation(
@@ -654,7 +669,17 @@ def _job_info() -> dict[str, Any]:
         "sweep_dir": Path(hydra_cfg.sweep.dir) if multirun else None,
         "overrides": list(hydra_cfg.overrides.task),
         "num": hydra_cfg.job.get("num", 0) if multirun else 0,
+        "count": sweep_job_count(Path(hydra_cfg.sweep.dir)) if multirun else None,
     }
+
+
+def progress_label(job: dict[str, Any]) -> str:
+    """The label that starts a multirun job's progress bars: ``job i/n`` (i from 1; Hydra's
+    job num + 1), ``job i`` when the sweep's job count is unknown; "" outside a multirun."""
+    if not job["multirun"]:
+        return ""
+    count = f"/{job['count']}" if job.get("count") else ""
+    return f"job {job['num'] + 1}{count}"
 
 
 def _task_function(cfg: Any) -> None:
@@ -696,7 +721,7 @@ def _task_function(cfg: Any) -> None:
         if why_not and inputs is not None:
             print(f"[job {job['num']}] {label}: {why_not}; recomputing")
     try:
-        record = run_one(cfg, out_dir, key, inputs)
+        record = run_one(cfg, out_dir, key, inputs, progress_label(job))
         entry = {"run_dir": str(out_dir), "inputs": record.summary["inputs"], "files": record.files}
         index_path = results_dir / "index" / f"{key}.json"
         replaced = read_hashed_json(index_path)
@@ -796,6 +821,9 @@ def _write_failure(out_dir: Path, payload: dict[str, Any]) -> None:
 JOBS_DIR = ".jobs"
 """Folder in a sweep folder where each job records its status (``<num>.json``)."""
 
+JOB_COUNT = "count.json"
+"""File in :data:`JOBS_DIR`: the number of jobs of the sweep (:func:`sweep_job_count`)."""
+
 
 def _job_status(job: dict[str, Any], status: str, **fields: Any) -> None:
     """Record a multirun job's status (running, skipped, ok, failed) in the sweep folder."""
@@ -835,7 +863,7 @@ def sweep_failures(sweep_dir: Path | None) -> list[str]:
 
 def _job_records(sweep_dir: Path) -> dict[int, dict[str, Any]]:
     records = {}
-    for path in (sweep_dir / JOBS_DIR).glob("*.json"):
+    for path in (sweep_dir / JOBS_DIR).glob("[0-9]*.json"):  # not JOB_COUNT
         try:
             records[int(path.stem)] = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -867,9 +895,49 @@ class SweepStatus(Callback):
     sweep left there, so :func:`main` can read every job's status whichever launcher ran it."""
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        from harness.storage import atomic_write_json
+
         sweep_dir = Path(str(config.hydra.sweep.dir))
         shutil.rmtree(sweep_dir / JOBS_DIR, ignore_errors=True)
         _SWEEP["dir"] = sweep_dir
+        count = count_sweep_jobs(config)
+        if count is not None:  # read by every job, whichever process the launcher runs it in
+            with contextlib.suppress(HarnessError):
+                atomic_write_json(sweep_dir / JOBS_DIR / JOB_COUNT, {"jobs": count})
+
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def count_sweep_jobs(config: Any) -> int | None:
+    """The number of jobs Hydra's basic sweeper launches for the multirun ``config`` (its
+    ``hydra.sweeper.params`` and the command line's overrides, expanded by the sweeper's own
+    :meth:`split_arguments`); None under another sweeper or when the overrides cannot be
+    parsed here."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    sweeper = config.hydra.sweeper
+    if sweeper.get("_target_") != BASIC_SWEEPER:
+        return None
+    params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    overrides = [*params, *(str(o) for o in config.hydra.overrides.task)]
+    try:
+        loader = GlobalHydra.instance().config_loader()
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)
+        batches = BasicSweeper.split_arguments(parsed, None)
+    except Exception:  # noqa: BLE001 - the sweep reports its own errors; the count is cosmetic
+        return None
+    return sum(len(batch) for batch in batches)
+
+
+def sweep_job_count(sweep_dir: Path) -> int | None:
+    """The sweep's job count recorded by :class:`SweepStatus` (None when it is not)."""
+    try:
+        return int(json.loads((sweep_dir / JOBS_DIR / JOB_COUNT).read_text())["jobs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def claim_output_dir(results_dir: Any, rest: str) -> str:

@@ -36,7 +36,6 @@ import warnings
 from collections.abc import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from harness.budget import chunk_plan
 from harness.components import group_by_hook, hook_of, slice_index
@@ -181,42 +180,37 @@ def _at_zero(
     groups = group_by_hook(components)
     owners = {name: _owners(components, idx, base[name].shape[1:]) for name, idx in groups.items()}
     dtype = ctx.model.dtype
-    prompt_chunks = list(ctx.prompt_chunks(plan.prompt_rows))
-    with tqdm(total=len(prompt_chunks), desc=desc, disable=not ctx.progress, leave=False) as bar:
-        for rows in prompt_chunks:
-            bar.update(1)
-            sub = ctx.batch.select(rows)
-            scales = {
-                name: torch.zeros(len(idx), dtype=dtype, device=ctx.model.device).requires_grad_(
-                    True
-                )
-                for name, idx in groups.items()
-            }
-            hooks = [
-                (
-                    name,
-                    _scale_hook(
-                        (source[name][rows] - base[name][rows]).to(dtype),
-                        owners[name],
-                        scales[name],
-                    ),
-                )
-                for name in groups
-            ]
-            with torch.enable_grad():
-                logits = ctx.model.run(ctx.base_tokens[rows], hooks, read_pos=sub.last)
-                total = per_prompt_metric(logits, sub, ctx.metric).sum() / ctx.batch.n
-                grads = torch.autograd.grad(
-                    total, list(scales.values()), create_graph=second, allow_unused=True
-                )
-                ctx.cost.forward(rows.stop - rows.start)
-                ctx.cost.n_backward += 1
-                for (name, idx), grad in zip(groups.items(), grads, strict=True):
-                    if grad is None:
-                        continue
-                    first[idx] += grad.detach().double().cpu()
-                    if second and grad.requires_grad:
-                        curvature[idx] += _hessian_diagonal(ctx, grad, scales[name], plan.copies)
+    for rows in ctx.progress.passes(ctx.prompt_chunks(plan.prompt_rows), f"{desc} at t=0"):
+        sub = ctx.batch.select(rows)
+        scales = {
+            name: torch.zeros(len(idx), dtype=dtype, device=ctx.model.device).requires_grad_(True)
+            for name, idx in groups.items()
+        }
+        hooks = [
+            (
+                name,
+                _scale_hook(
+                    (source[name][rows] - base[name][rows]).to(dtype),
+                    owners[name],
+                    scales[name],
+                ),
+            )
+            for name in groups
+        ]
+        with torch.enable_grad():
+            logits = ctx.model.run(ctx.base_tokens[rows], hooks, read_pos=sub.last)
+            total = per_prompt_metric(logits, sub, ctx.metric).sum() / ctx.batch.n
+            grads = torch.autograd.grad(
+                total, list(scales.values()), create_graph=second, allow_unused=True
+            )
+            ctx.cost.forward(rows.stop - rows.start)
+            ctx.cost.n_backward += 1
+            for (name, idx), grad in zip(groups.items(), grads, strict=True):
+                if grad is None:
+                    continue
+                first[idx] += grad.detach().double().cpu()
+                if second and grad.requires_grad:
+                    curvature[idx] += _hessian_diagonal(ctx, grad, scales[name], plan.copies)
     return first, curvature
 
 
@@ -251,7 +245,7 @@ def _hessian_diagonal(
     Hessian-vector product."""
     k = scale.numel()
     out = torch.zeros(k, dtype=torch.float64)
-    for start in range(0, k, width):
+    for start in ctx.progress.passes(range(0, k, width), "Hessian diagonal"):
         stop = min(k, start + width)
         picks = torch.arange(stop - start)
         units = torch.zeros(stop - start, k, dtype=grad.dtype, device=grad.device)
