@@ -1,7 +1,8 @@
 """Structured config schemas (stored in Hydra's ConfigStore) behind the YAML files in conf/.
 
 ``conf/config.yaml`` extends ``run_schema`` and every ``conf/model/*.yaml`` extends
-``model_schema``, so a misspelt key or a value of the wrong type is a validation error, not a
+``model_schema`` (``- /model_schema@_here_``: stored outside the model group, so it is no model
+choice), so a misspelt key or a value of the wrong type is a validation error, not a
 silent default. Task and method options are dataclasses declared by their plugins
 (``Options``, :class:`harness.registry.Plugin`) and checked by the same machinery.
 
@@ -277,10 +278,11 @@ def check_names(cfg: Mapping[str, Any]) -> None:
 
 
 def register_schemas() -> None:
-    """Store the schemas (idempotent)."""
+    """Store the schemas at the top of Hydra's ConfigStore, in no config group: a schema in a
+    group would be one of its choices in ``--help`` and on the command line (idempotent)."""
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
-    store.store(group="model", name="model_schema", node=ModelConfig)
+    store.store(name="model_schema", node=ModelConfig)
 
 
 register_schemas()

@@ -915,8 +915,7 @@ def composition_error(err: Exception) -> HarnessError:
     missing = getattr(err, "missing_cfg_file", None) or ""
     top = missing.split("/", 1)[0]
     if isinstance(err, MissingConfigException) and top in CONFIG_GROUPS:
-        schemas = _stored_schemas(top)  # harness/config.py's ConfigStore entries
-        found = [str(o) for o in err.options or [] if o not in schemas]  # with hydra.searchpath's
+        found = [str(o) for o in err.options or []]  # with hydra.searchpath's
         accepted = sorted(set(found) | set(group_options(top)))  # nested ones as sub/name
         return HarnessError(unknown_choice(top, missing[len(top) + 1 :], accepted))
     if isinstance(err, MissingConfigException) and err.options:  # e.g. hydra/launcher=...
@@ -933,16 +932,6 @@ def composition_error(err: Exception) -> HarnessError:
     )
     first = lines[0] if lines else type(err).__name__
     return HarnessError(f"{key}: {first}" if key else first)
-
-
-def _stored_schemas(group: str) -> set[str]:
-    """The names of the structured configs stored in Hydra's ConfigStore under ``group``."""
-    from hydra.core.config_store import ConfigStore
-
-    try:
-        return {name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)}
-    except OSError:  # no such group in the store
-        return set()
 
 
 _FULL_ERROR: dict[str, str | None] = {}
