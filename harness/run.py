@@ -908,17 +908,21 @@ def composition_error(err: Exception) -> HarnessError:
 
     from harness.config_files import group_options
     from harness.job import unknown_key
+    from harness.launchers import launcher_error
     from harness.registry import unknown_choice
 
     if isinstance(err, HarnessError):
         return err
     missing = getattr(err, "missing_cfg_file", None) or ""
+    launcher = launcher_error(missing, str(err), getattr(err, "options", None) or [])
+    if launcher is not None:  # hydra/launcher=joblib without the launcher extras, or a typo
+        return HarnessError(launcher)
     top = missing.split("/", 1)[0]
     if isinstance(err, MissingConfigException) and top in CONFIG_GROUPS:
         found = [str(o) for o in err.options or []]  # with hydra.searchpath's
         accepted = sorted(set(found) | set(group_options(top)))  # nested ones as sub/name
         return HarnessError(unknown_choice(top, missing[len(top) + 1 :], accepted))
-    if isinstance(err, MissingConfigException) and err.options:  # e.g. hydra/launcher=...
+    if isinstance(err, MissingConfigException) and err.options:  # a nested group's choice
         group, _, choice = missing.rpartition("/")
         accepted = sorted({str(o) for o in err.options} | set(group_options(group)))
         return HarnessError(unknown_choice(group, choice, accepted))
