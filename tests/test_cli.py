@@ -181,3 +181,28 @@ def test_a_schema_is_an_unknown_model(tmp_path, capsys):
     code, _, err = run_cli(["model=model_schema", f"results_dir={tmp_path / 'results'}"], capsys)
     assert_one_line(code, err, "unknown model 'model_schema'", "accepted: gemma-2-2b, gemma-2-9b")
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (
+            ["model=local", "model.path=/tmp/my", "models/x"],
+            ["cannot parse override 'models/x'", """e.g. 'model.path="/tmp/my models/x"'"""],
+        ),
+        (
+            ["results_dir={tmp}/a", "b", "c", "seed=1"],
+            ["cannot parse override 'b'", """e.g. 'results_dir="{tmp}/a b c"'"""],
+        ),
+        (
+            ["task=prompts", "task.path=/data/bob's.jsonl"],
+            ["""(unexpected character "'")""", '''e.g. "task.path=\\"/data/bob's.jsonl\\""'''],
+        ),
+    ],
+    ids=["split-path", "split-results-dir", "apostrophe"],
+)
+def test_an_unparsable_override_hints_to_quote_it(args, needles, tmp_path, capsys):
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    code, _, err = run_cli(args, capsys)
+    assert_one_line(code, err, *(needle.replace("{tmp}", str(tmp_path)) for needle in needles))
+    assert list(tmp_path.iterdir()) == []
