@@ -1,14 +1,16 @@
 """Structured config schemas (stored in Hydra's ConfigStore) behind the YAML files in conf/.
 
 ``conf/config.yaml`` extends ``run_schema`` and every ``conf/model/*.yaml`` extends
-``model_schema``, so a misspelt key or a value of the wrong type is a validation error, not a
+``model_schema`` (``- /model_schema@_here_``: stored outside the model group, so it is no model
+choice), so a misspelt key or a value of the wrong type is a validation error, not a
 silent default. Task and method options are dataclasses declared by their plugins
 (``Options``, :class:`harness.registry.Plugin`) and checked by the same machinery.
 
 Numeric ranges are declared here once, as :class:`Range` metadata on the schema's fields
-(:func:`bounded`), and checked by one validator, :func:`check_ranges`; the option dataclasses
-of methods and tasks declare theirs the same way and go through the same validator. Every
-violation is a one-line error naming the key, the value and the accepted range.
+(:func:`bounded`), a fixed set of values as :class:`Choices` (:func:`one_of`), and both are
+checked by one validator, :func:`check_ranges`; the option dataclasses of methods and tasks
+declare theirs the same way and go through the same validator. Every violation is a one-line
+error naming the key, the value and the accepted ones.
 """
 
 from __future__ import annotations
@@ -69,6 +71,20 @@ class Range:
             raise HarnessError(f"{key} must be {self.describe()}, got {value!r}")
 
 
+@dataclass(frozen=True)
+class Choices:
+    """The accepted values of an option that takes one of a fixed set of values."""
+
+    values: tuple[Any, ...]
+
+    def check(self, key: str, value: Any) -> None:
+        """Raise a one-line :class:`HarnessError` unless ``value`` is one of the values."""
+        from harness.registry import unknown_choice
+
+        if value not in self.values:
+            raise HarnessError(unknown_choice(key, value, [str(v) for v in self.values]))
+
+
 POSITIVE_INT = Range(lo=1, integer=True)
 FRACTION = Range(lo=0, hi=1)
 OPEN_FRACTION = Range(lo=0, hi=1, lo_open=True)
@@ -85,10 +101,16 @@ def bounded(default: Any, rng: Range, optional: bool = False) -> Any:
     return field(default=default, metadata=metadata)
 
 
-def one_of(default: str, choices: Sequence[str]) -> Any:
-    """A dataclass field with ``default`` whose value must be one of ``choices`` (checked by
-    :func:`harness.registry.parse_options`)."""
-    return field(default=default, metadata={"choices": tuple(choices)})
+def one_of(default: str | None, choices: Sequence[str], optional: bool = False) -> Any:
+    """A dataclass field with ``default`` whose value must be one of ``choices`` (None too when
+    ``optional``), checked by :func:`check_ranges`."""
+    return field(
+        default=default, metadata={"choices": Choices(tuple(choices)), "optional": optional}
+    )
+
+
+DTYPES = ("float32", "float64", "bfloat16")
+"""The accepted ``dtype`` and ``model.dtype`` values (torch dtypes of those names)."""
 
 
 @dataclass
@@ -106,7 +128,7 @@ class ModelConfig:
     name: str = MISSING
     source: str = "local"  # zoo | hub | local
     path: Optional[str] = None  # noqa: UP045 - OmegaConf needs Optional on Python 3.10
-    dtype: str = "float32"
+    dtype: str = one_of("float32", DTYPES)
     device: str = "auto"
     trust_remote_code: bool = False
     random_init: bool = False  # hub models: the shipped architecture, random weights, offline
@@ -154,7 +176,7 @@ class RunConfig:
         None, Range(lo=0, lo_open=True), optional=True
     )
     device: Optional[str] = None  # noqa: UP045
-    dtype: Optional[str] = None  # noqa: UP045
+    dtype: Optional[str] = one_of(None, DTYPES, optional=True)  # noqa: UP045
     metric: str = "logit_diff"
     direction: str = "noising"
     components: ComponentsConfig = field(default_factory=ComponentsConfig)
@@ -176,8 +198,9 @@ class RunConfig:
 
 
 def check_ranges(cfg: Mapping[str, Any], schema: type = RunConfig, prefix: str = "") -> None:
-    """Check every field of ``cfg`` that ``schema`` declares with a :class:`Range` (recursing
-    into nested schemas); the first violation is a one-line :class:`HarnessError`."""
+    """Check every field of ``cfg`` that ``schema`` declares with a :class:`Range` or
+    :class:`Choices` (recursing into nested schemas); the first violation is a one-line
+    :class:`HarnessError`."""
     hints = typing.get_type_hints(schema)
     for f in dataclasses.fields(schema):
         if f.name not in cfg:
@@ -185,8 +208,8 @@ def check_ranges(cfg: Mapping[str, Any], schema: type = RunConfig, prefix: str =
         value, key = cfg[f.name], f"{prefix}{f.name}"
         if dataclasses.is_dataclass(hints[f.name]) and isinstance(value, Mapping):
             check_ranges(value, hints[f.name], f"{key}.")
-        rng = f.metadata.get("range")
-        if rng is None:
+        rule = f.metadata.get("range") or f.metadata.get("choices")
+        if rule is None:
             continue
         if isinstance(value, Mapping):
             items = [(f"{key}.{sub}", item) for sub, item in value.items()]
@@ -197,7 +220,7 @@ def check_ranges(cfg: Mapping[str, Any], schema: type = RunConfig, prefix: str =
         for name, item in items:
             if item is None and f.metadata.get("optional"):
                 continue
-            rng.check(name, item)
+            rule.check(name, item)
 
 
 def unknown_keys(cfg: Mapping[str, Any], schema: type = RunConfig, prefix: str = "") -> list[str]:
@@ -255,10 +278,11 @@ def check_names(cfg: Mapping[str, Any]) -> None:
 
 
 def register_schemas() -> None:
-    """Store the schemas (idempotent)."""
+    """Store the schemas at the top of Hydra's ConfigStore, in no config group: a schema in a
+    group would be one of its choices in ``--help`` and on the command line (idempotent)."""
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
-    store.store(group="model", name="model_schema", node=ModelConfig)
+    store.store(name="model_schema", node=ModelConfig)
 
 
 register_schemas()

@@ -89,9 +89,9 @@ def parse_options(schema: type, values: Mapping[str, Any], axis: str, name: str)
                 f"option {key} of {axis} {name!r} must be true or false, got {value!r}; "
                 "accepted: true, false"
             )
-        choices = fields[key].metadata.get("choices")
-        if choices is not None and value not in choices:
-            raise HarnessError(unknown_choice(f"{name} {key}", value, list(choices)))
+        choices = fields[key].metadata.get("choices")  # named by the plugin, e.g. 'sff fix'
+        if choices is not None:
+            choices.check(f"{name} {key}", value)
     check_ranges(values, schema, f"{axis}.")
     return schema(**values)
 

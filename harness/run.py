@@ -1098,22 +1098,27 @@ def check_sweep(master: Any) -> None:
 def composition_error(err: Exception) -> HarnessError:
     """Hydra's or OmegaConf's multi-line error (an unknown group choice, a misspelt key, a value
     of the wrong type, a broken interpolation) as one :class:`HarnessError` line."""
-    from hydra.errors import MissingConfigException
+    from hydra.errors import MissingConfigException, OverrideParseException
 
     from harness.config_files import group_options
     from harness.job import unknown_key
+    from harness.launchers import launcher_error
     from harness.registry import unknown_choice
 
     if isinstance(err, HarnessError):
         return err
+    if isinstance(err, OverrideParseException):  # e.g. a path with spaces the shell split
+        return HarnessError(override_parse_error(err, sys.argv[1:]))
     missing = getattr(err, "missing_cfg_file", None) or ""
+    launcher = launcher_error(missing, str(err), getattr(err, "options", None) or [])
+    if launcher is not None:  # hydra/launcher=joblib without the launcher extras, or a typo
+        return HarnessError(launcher)
     top = missing.split("/", 1)[0]
     if isinstance(err, MissingConfigException) and top in CONFIG_GROUPS:
-        schemas = _stored_schemas(top)  # harness/config.py's ConfigStore entries
-        found = [str(o) for o in err.options or [] if o not in schemas]  # with hydra.searchpath's
+        found = [str(o) for o in err.options or []]  # with hydra.searchpath's
         accepted = sorted(set(found) | set(group_options(top)))  # nested ones as sub/name
         return HarnessError(unknown_choice(top, missing[len(top) + 1 :], accepted))
-    if isinstance(err, MissingConfigException) and err.options:  # e.g. hydra/launcher=...
+    if isinstance(err, MissingConfigException) and err.options:  # a nested group's choice
         group, _, choice = missing.rpartition("/")
         accepted = sorted({str(o) for o in err.options} | set(group_options(group)))
         return HarnessError(unknown_choice(group, choice, accepted))
@@ -1129,14 +1134,38 @@ def composition_error(err: Exception) -> HarnessError:
     return HarnessError(f"{key}: {first}" if key else first)
 
 
-def _stored_schemas(group: str) -> set[str]:
-    """The names of the structured configs stored in Hydra's ConfigStore under ``group``."""
-    from hydra.core.config_store import ConfigStore
+def override_parse_error(err: Any, argv: list[str]) -> str:
+    """One line for an override Hydra cannot parse (``err.override``, from the command line
+    ``argv``): the override, Hydra's reason and the override quoted as Hydra reads it. Words
+    after a ``key=value`` that hold no ``=`` are the rest of a value with spaces the shell split
+    (``model.path=/tmp/my models/x``), joined back in the quoted example."""
+    bad = str(err.override)
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    reasons = [line for line in lines if not line.startswith(("Error parsing", "See https"))]
+    reason = (reasons or lines or ["unreadable"])[0]
+    lexer = "LexerNoViableAltException: "
+    if reason.startswith(lexer) and len(reasons) > 1 and "^" in reasons[1]:  # a caret line
+        column = reasons[1].index("^") - len(lexer)
+        reason = f"unexpected character {bad[column : column + 1]!r}"
 
-    try:
-        return {name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)}
-    except OSError:  # no such group in the store
-        return set()
+    def value_word(i: int) -> bool:
+        return 0 <= i < len(argv) and "=" not in argv[i] and not argv[i].startswith("-")
+
+    start = end = argv.index(bad) if bad in argv else -1
+    while value_word(start) and start > 0 and not argv[start - 1].startswith("-"):
+        start -= 1
+    while value_word(end + 1):
+        end += 1
+    words = argv[start : end + 1] if start >= 0 else [bad]
+    key, equals, value = " ".join(words).partition("=")
+    if not equals:
+        return f"cannot parse override {bad!r} ({reason}); an override is key=value"
+    quoted = f"{key}='{value}'" if '"' in value else f'{key}="{value}"'
+    shell = '"' + quoted.replace('"', '\\"') + '"' if "'" in quoted else f"'{quoted}'"
+    return (
+        f"cannot parse override {bad!r} ({reason}); quote a value with spaces or special "
+        f"characters, e.g. {shell}"
+    )
 
 
 _FULL_ERROR: dict[str, str | None] = {}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.run import main
-from tests.helpers import local_run_args
+from tests.helpers import assert_one_line, local_run_args
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
@@ -180,3 +180,47 @@ def test_main_gives_back_the_users_hydra_full_error(user_value, tmp_path, capsys
     code, _, err = run_cli(["model=toy-gtp2", f"results_dir={tmp_path}"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "unknown model" in err
     assert os.environ.get("HYDRA_FULL_ERROR") == user_value
+
+
+def test_help_lists_only_the_config_files_of_each_group(capsys):
+    """``--help``'s choices of each group are its YAML files: no structured-config schema."""
+    from harness.config_files import group_options
+    from harness.run import CONFIG_GROUPS
+
+    code, out, _ = run_cli(["--help"], capsys)
+    assert code == 0
+    section = out.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    listed = dict(line.split(": ", 1) for line in section.splitlines() if ": " in line)
+    for group in CONFIG_GROUPS:
+        assert listed[group].split(", ") == group_options(group), group
+
+
+def test_a_schema_is_an_unknown_model(tmp_path, capsys):
+    code, _, err = run_cli(["model=model_schema", f"results_dir={tmp_path / 'results'}"], capsys)
+    assert_one_line(code, err, "unknown model 'model_schema'", "accepted: gemma-2-2b, gemma-2-9b")
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (
+            ["model=local", "model.path=/tmp/my", "models/x"],
+            ["cannot parse override 'models/x'", """e.g. 'model.path="/tmp/my models/x"'"""],
+        ),
+        (
+            ["results_dir={tmp}/a", "b", "c", "seed=1"],
+            ["cannot parse override 'b'", """e.g. 'results_dir="{tmp}/a b c"'"""],
+        ),
+        (
+            ["task=prompts", "task.path=/data/bob's.jsonl"],
+            ["""(unexpected character "'")""", '''e.g. "task.path=\\"/data/bob's.jsonl\\""'''],
+        ),
+    ],
+    ids=["split-path", "split-results-dir", "apostrophe"],
+)
+def test_an_unparsable_override_hints_to_quote_it(args, needles, tmp_path, capsys):
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    code, _, err = run_cli(args, capsys)
+    assert_one_line(code, err, *(needle.replace("{tmp}", str(tmp_path)) for needle in needles))
+    assert list(tmp_path.iterdir()) == []

@@ -79,6 +79,7 @@ def test_check_names_refuses_names_the_file_system_refuses():
 # The CLI: each is one line before any job starts (nothing written)
 
 LONG = "a" * 300
+BFLOAT16 = "(did you mean 'bfloat16'?); accepted: float32, float64, bfloat16"
 BEFORE_ANY_JOB = [
     (["+n_prompt=4"], "unknown config key 'n_prompt' (did you mean 'n_prompts'?); accepted:"),
     (["+flag.fracton=0.5"], "unknown config key 'flag.fracton'"),
@@ -101,6 +102,9 @@ BEFORE_ANY_JOB = [
     (["-m", "method=ms_hvp,sff", "method.steps=4,0"], "method.steps must be an integer >= 1"),
     (["-m", "method=ig", "method.integration=gausslegendre,simpsn"], "unknown ig integration"),
     (["-m", "logger=wandb", "logger.mode=offline,bogus"], "unknown logger.mode 'bogus'"),
+    (["dtype=float16"], f"unknown dtype 'float16' {BFLOAT16}"),
+    (["model.dtype=float16"], f"unknown model.dtype 'float16' {BFLOAT16}"),
+    (["-m", "dtype=float32,float16"], f"unknown dtype 'float16' {BFLOAT16}"),
 ]
 
 

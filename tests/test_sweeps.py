@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests import tracking_reader as wandb_reader
-from tests.helpers import local_run_args
+from tests.helpers import assert_one_line, local_run_args
 from tests.test_report import REPO, harness_env, run_harness, write_pairs
 
 
@@ -327,3 +327,46 @@ def test_interrupted_joblib_sweep_leaves_failure_json_for_its_jobs(how, tmp_path
         assert json.loads((job / "failure.json").read_text())["error"] == f"interrupted by {name}"
         assert not (job / "summary.json").exists()
     assert not (results / "index").exists()
+
+
+NO_LAUNCHER_PLUGINS = 'import sys\nsys.modules["hydra_plugins"] = None  # no plugin installed\n'
+"""A ``sitecustomize`` that makes the interpreter run as if the launcher extras (the only Hydra
+plugins the harness installs, in the ``hydra_plugins`` namespace) were not installed."""
+
+
+@pytest.mark.parametrize(
+    "launcher, message",
+    [
+        ("joblib", 'hydra/launcher=joblib needs the launcher plugins: pip install ".[launchers]"'),
+        ("slurm", 'hydra/launcher=slurm needs the launcher plugins: pip install ".[launchers]"'),
+        ("submitit_local", "hydra/launcher=submitit_local needs the launcher plugins"),
+        ("jblib", "unknown hydra/launcher 'jblib'; accepted: basic (joblib, slurm, submitit_loc"),
+    ],
+)
+def test_a_launcher_without_the_launcher_extras_is_one_line(launcher, message, tmp_path):
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(NO_LAUNCHER_PLUGINS)
+    env = harness_env(tmp_path)
+    env["PYTHONPATH"] = f"{shim}{os.pathsep}{env['PYTHONPATH']}"
+    env.pop("HYDRA_FULL_ERROR")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "-m",
+            f"hydra/launcher={launcher}",
+            "method=atp,actpatch",
+            f"results_dir={tmp_path / 'results'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    line = assert_one_line(proc.returncode, proc.stderr, message)
+    if launcher != "jblib":
+        assert line.endswith("; accepted without them: basic"), line
+    assert not (tmp_path / "results").exists()

@@ -18,7 +18,6 @@ folder (:mod:`harness.models.gguf`). When the hub cannot be reached, the loader 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -134,8 +133,7 @@ def fetch(slug: str, root: Path | None = None, log: Any = print) -> Path:
     else:
         log(f"already fetched: {target}")
     folder = gguf_folder(target, root)
-    log(f"converted to float32 safetensors: {folder}")
-    log(f"note: {json.loads((folder / 'gguf_source.json').read_text())['caveat']}")
+    log(f"converted to float32 safetensors: {folder}")  # gguf_folder printed the caveat
     return folder
 
 

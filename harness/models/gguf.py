@@ -37,8 +37,8 @@ _QUANTIZED_PREFIXES = ("Q", "IQ", "TQ", "MXFP")  # GGML types that quantize (not
 
 
 def quant_caveat(tensor_types: tuple[str, ...] | list[str]) -> str:
-    """The one-line caveat every use of a converted GGUF repeats (fetch output, stderr, the
-    folder's ``gguf_source.json``)."""
+    """The one-line caveat of a converted GGUF: in the folder's ``gguf_source.json``, and on
+    stderr once per process that uses the folder (``harness``, ``harness-fetch``)."""
     quantized = [t for t in tensor_types if t.startswith(_QUANTIZED_PREFIXES)]
     if not quantized:
         return "converted from GGUF (unquantized tensors: the weights are the file's own)"

@@ -24,16 +24,13 @@ from typing import Any
 import torch
 
 from harness.adapter import ModelAdapter, boot_bridge
+from harness.config import DTYPES as DTYPE_NAMES
 from harness.errors import HarnessError
 from harness.models import gguf
 from harness.registry import unknown_choice
 
 ZOO_DIR = Path(__file__).parent / "zoo"
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "float64": torch.float64,
-    "bfloat16": torch.bfloat16,
-}
+DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
 DEVICES = ("cpu", "cuda", "auto")
 SOURCES = ("zoo", "hub", "local")
 _HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "tokenizer*"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -170,3 +172,17 @@ def test_fetch_rejects_a_model_without_offline_source(capsys):
     assert capsys.readouterr().err.strip() == (
         "error: unknown model to fetch 'gpt2'; accepted: smollm2-135m"
     )
+
+
+def test_fetch_prints_the_quantization_caveat_once(smollm2_folder):
+    """``harness-fetch`` in its own process (the caveat is printed once per process)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "from harness.models.fetch import main; main(['smollm2-135m'])"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    caveat = json.loads((smollm2_folder / "gguf_source.json").read_text())["caveat"]
+    assert "quantization moved the weights" in caveat
+    assert (proc.stdout + proc.stderr).count(caveat) == 1, proc.stdout + proc.stderr
