@@ -110,6 +110,7 @@ def one_of(default: str | None, choices: Sequence[str], optional: bool = False) 
 
 
 DTYPES = ("float32", "float64", "bfloat16")
+DEVICES = ("cpu", "cuda", "auto")
 """The accepted ``dtype`` and ``model.dtype`` values (torch dtypes of those names)."""
 
 
@@ -129,7 +130,7 @@ class ModelConfig:
     source: str = "local"  # zoo | hub | local
     path: Optional[str] = None  # noqa: UP045 - OmegaConf needs Optional on Python 3.10
     dtype: str = one_of("float32", DTYPES)
-    device: str = "auto"
+    device: str = one_of("auto", DEVICES)
     trust_remote_code: bool = False
     random_init: bool = False  # hub models: the shipped architecture, random weights, offline
     arch_overrides: dict[str, Any] = field(default_factory=dict)  # config.json keys (random_init)
@@ -175,7 +176,7 @@ class RunConfig:
     memory_gb: Optional[float] = bounded(  # noqa: UP045 - working memory of one batched pass
         None, Range(lo=0, lo_open=True), optional=True
     )
-    device: Optional[str] = None  # noqa: UP045
+    device: Optional[str] = one_of(None, DEVICES, optional=True)  # noqa: UP045
     dtype: Optional[str] = one_of(None, DTYPES, optional=True)  # noqa: UP045
     metric: str = "logit_diff"
     direction: str = "noising"

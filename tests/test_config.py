@@ -105,6 +105,15 @@ BEFORE_ANY_JOB = [
     (["dtype=float16"], f"unknown dtype 'float16' {BFLOAT16}"),
     (["model.dtype=float16"], f"unknown model.dtype 'float16' {BFLOAT16}"),
     (["-m", "dtype=float32,float16"], f"unknown dtype 'float16' {BFLOAT16}"),
+    (["device=tpu"], "unknown device 'tpu' (did you mean 'cpu'?); accepted: cpu, cuda, auto"),
+    (
+        ["-m", "device=cpu,tpu"],
+        "unknown device 'tpu' (did you mean 'cpu'?); accepted: cpu, cuda, auto",
+    ),
+    (
+        ["model.device=tpu"],
+        "unknown model.device 'tpu' (did you mean 'cpu'?); accepted: cpu, cuda, auto",
+    ),
 ]
 
 

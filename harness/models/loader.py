@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from harness.adapter import ModelAdapter, boot_bridge
+from harness.config import DEVICES
 from harness.config import DTYPES as DTYPE_NAMES
 from harness.errors import HarnessError
 from harness.models import gguf
@@ -31,7 +32,6 @@ from harness.registry import unknown_choice
 
 ZOO_DIR = Path(__file__).parent / "zoo"
 DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
-DEVICES = ("cpu", "cuda", "auto")
 SOURCES = ("zoo", "hub", "local")
 _HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "tokenizer*"]
 
