@@ -31,7 +31,7 @@ import threading
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +160,7 @@ class Evaluation:
     scored: np.ndarray  # [n_components] bool: the components the truth was patched for
     truth_np: np.ndarray  # [n_components] float64, NaN where not scored
     output: Any  # harness.methods.base.MethodOutput
-    estimates: np.ndarray  # [n_components] float64
+    estimates: np.ndarray  # [n_components] float64, NaN where the method estimated none
     cost: dict[str, Any]  # wall_s, forward_s, peak_mem_mb and the method's pass counts
     scores: dict[str, Any]
     diagnostics: dict[str, Any]
@@ -185,14 +185,20 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
     if truth_index is not None:
         scored[:] = False
         scored[truth_index] = True
-        truth_ctx = replace(ctx, components=[components[i] for i in truth_index])
-    check_run_cost(spec, method, ctx, len(truth_ctx.components))
+        truth_ctx = ctx.select_components(truth_index)
+    method_index = method_sample(spec, truth_index)
+    check_run_cost(spec, method, ctx, len(truth_ctx.components), method_index)
     truth = ground_truth(truth_ctx, job.loaded.fingerprint, spec.cache_dir, universe=components)
-    ctx.truth = truth.effects if truth_index is None else None  # actpatch reads it
+    truth_np = np.full(len(components), np.nan)
+    truth_np[scored] = truth.effects.numpy()
+    ctx.truth = torch.from_numpy(truth_np)  # actpatch reads it
 
     forward_s = time_forward(ctx)  # one clean forward of the prompt batch (after a warm-up)
     start = time.perf_counter()
-    output = method.estimate(ctx)
+    if method_index is None:
+        output = method.estimate(ctx)
+    else:
+        output = method.estimate_sample(ctx, method_index)
     wall_s = time.perf_counter() - start
     method_cost = ctx.cost.as_dict()
     if output.summary.get("reads_truth"):  # actpatch: the method's cost is the truth's
@@ -205,9 +211,10 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
         "method_cost": method_cost,
     }
     estimates = output.estimates.detach().double().cpu().numpy()
-    check_finite(method.name, estimates, components)
-    truth_np = np.full(len(components), np.nan)
-    truth_np[scored] = truth.effects.numpy()
+    computed = np.ones(len(components), bool)
+    if output.computed is not None:
+        computed = output.computed.cpu().numpy().astype(bool)
+    check_finite(method.name, estimates, components, computed)
     scores = score_estimates(estimates[scored], truth_np[scored], topk=spec.topk)
     scores.update(
         bootstrap_intervals(
@@ -242,8 +249,15 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
             frame[name] = on_all_components(column, scored)
     for name, column in output.columns.items():
         frame[name] = column.detach().cpu().numpy()
+    diagnostics["n_estimated"] = int(computed.sum())
     curve = None
-    if spec.circuits:
+    if spec.circuits and not computed.all():  # a ranking of some components only
+        diagnostics["circuits_skipped"] = (
+            f"method {method.name!r} estimated {int(computed.sum())} of the {len(components)} "
+            "components (the truth.sample ones); circuit recovery needs a full ranking, which "
+            "truth.method_on_sample=false computes"
+        )
+    elif spec.circuits:
         start = time.perf_counter()
         circuit_scores, curve = circuit_recovery(ctx.with_cost(CostCounter()), estimates)
         diagnostics.update(circuit_scores)
@@ -393,14 +407,39 @@ def write_record(
     return RunRecord(summary=summary, estimates=frame, out_dir=out_dir, files=files)
 
 
-def check_run_cost(spec: JobSpec, method: Any, ctx: Any, n_truth: int) -> None:
-    """Refuse, before any pass, a method or a ground truth (with its diagnostics) whose
-    estimated cost exceeds ``max_fwd_equiv``."""
+def method_sample(spec: JobSpec, truth_index: np.ndarray | None) -> np.ndarray | None:
+    """The components the method estimates: ``truth_index`` (the sampled ones) when the method's
+    cost grows with the number of components and ``truth.method_on_sample`` is on; None
+    (every component) otherwise."""
+    if truth_index is None or not spec.method_on_sample or not spec.method.cost_grows():
+        return None
+    return truth_index
+
+
+def check_run_cost(
+    spec: JobSpec, method: Any, ctx: Any, n_truth: int, method_index: np.ndarray | None = None
+) -> None:
+    """Refuse, before any pass, a method (on the components it estimates: ``method_index``,
+    None for all) or a ground truth (with its diagnostics) whose estimated cost exceeds
+    ``max_fwd_equiv``."""
     from harness.cost import check_cost, run_cost
 
     limit = spec.max_fwd_equiv
     count = len(ctx.components)
-    check_cost(f"method {method.name!r} on {count} components", method.cost_estimate(ctx), limit)
+    remedy = "use fewer components (components.sites, components.positions)"
+    if method_index is not None:
+        estimate = method.sample_cost_estimate(ctx, method_index)
+        what = f"method {method.name!r} on {len(method_index)} sampled of {count} components"
+    else:
+        estimate = method.cost_estimate(ctx)
+        what = f"method {method.name!r} on {count} components"
+        if method.cost_grows():
+            remedy += (
+                ", or estimate the sampled ones only (truth.method_on_sample=true)"
+                if n_truth < count
+                else ", or estimate a sample (truth.sample=COUNT or a fraction)"
+            )
+    check_cost(what, estimate, limit, remedy)
     what = "the ground truth" + (" and diagnostics" if spec.diagnostics else "")
     remedy = "patch a sample (truth.sample=COUNT or a fraction)"
     remedy += " or set diagnostics=false" if spec.diagnostics else ""
@@ -432,10 +471,13 @@ def memory_bytes(memory_gb: Any) -> int | None:
     return None if memory_gb is None else int(memory_gb * GB)
 
 
-def check_finite(method: str, values: Any, components: list) -> None:
-    """Stop the job with a message naming the method and the first non-finite component."""
-    for value, component in zip(values, components, strict=True):
-        if not math.isfinite(float(value)):
+def check_finite(method: str, values: Any, components: list, computed: Any = None) -> None:
+    """Stop the job with a message naming the method and the first non-finite component among
+    those it estimated (``computed``, bool [n_components]; None: every one; the others are NaN
+    by design)."""
+    computed = [True] * len(components) if computed is None else computed
+    for value, component, estimated in zip(values, components, computed, strict=True):
+        if estimated and not math.isfinite(float(value)):
             raise NumericalError(
                 f"method {method!r} gave a non-finite estimate ({value}) for component "
                 f"{component.id}"
