@@ -171,6 +171,7 @@ class RunConfig:
         100000.0, Range(lo=0, lo_open=True), optional=True
     )
     progress: bool = False
+    dry_run: bool = False  # print every job's estimated cost and the total; run nothing
     resume: bool = True
     results_dir: str = "results"
     cache_dir: Optional[str] = None  # noqa: UP045

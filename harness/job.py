@@ -18,7 +18,15 @@ from typing import Any
 
 from harness.errors import HarnessError
 
-SEMANTIC_EXCLUDE = ("progress", "results_dir", "cache_dir", "logger", "resume", "model.gated")
+SEMANTIC_EXCLUDE = (
+    "progress",
+    "dry_run",
+    "results_dir",
+    "cache_dir",
+    "logger",
+    "resume",
+    "model.gated",
+)
 """Keys (dotted: nested) that do not change a job's results (left out of its config hash)."""
 
 HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {

@@ -115,8 +115,9 @@ class JobContext:
     ctx: Any  # harness.context.AttributionContext
 
 
-def build_context(spec: JobSpec) -> JobContext:
-    """Seed, load the model, make and tokenize the task's prompts, enumerate the components."""
+def build_context(spec: JobSpec, loaded: Any = None) -> JobContext:
+    """Seed, load the model (unless ``loaded``, a :class:`harness.models.loader.LoadedModel`,
+    is given), make and tokenize the task's prompts, enumerate the components."""
     from harness.components import enumerate_components
     from harness.context import AttributionContext
     from harness.cost import reset_peak_memory
@@ -125,9 +126,14 @@ def build_context(spec: JobSpec) -> JobContext:
 
     torch.manual_seed(spec.seed)
     reset_peak_memory()
-    loaded = load_model(
-        spec.model, device=spec.device, dtype=spec.dtype, seed=spec.seed, cache_dir=spec.cache_dir
-    )
+    if loaded is None:
+        loaded = load_model(
+            spec.model,
+            device=spec.device,
+            dtype=spec.dtype,
+            seed=spec.seed,
+            cache_dir=spec.cache_dir,
+        )
     pairs = spec.task.make_pairs(loaded.tokenizer, spec.n_prompts, spec.seed)
     batch = tokenize_pairs(pairs, loaded.tokenizer, prepend_bos=spec.task.prepend_bos)
     n_ctx = loaded.adapter.shape.n_ctx
@@ -187,7 +193,7 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
         scored[truth_index] = True
         truth_ctx = ctx.select_components(truth_index)
     method_index = method_sample(spec, truth_index)
-    check_run_cost(spec, method, ctx, len(truth_ctx.components), method_index)
+    check_run_cost(spec, ctx, truth_index)
     truth = ground_truth(truth_ctx, job.loaded.fingerprint, spec.cache_dir, universe=components)
     truth_np = np.full(len(components), np.nan)
     truth_np[scored] = truth.effects.numpy()
@@ -416,16 +422,17 @@ def method_sample(spec: JobSpec, truth_index: np.ndarray | None) -> np.ndarray |
     return truth_index
 
 
-def check_run_cost(
-    spec: JobSpec, method: Any, ctx: Any, n_truth: int, method_index: np.ndarray | None = None
-) -> None:
-    """Refuse, before any pass, a method (on the components it estimates: ``method_index``,
-    None for all) or a ground truth (with its diagnostics) whose estimated cost exceeds
-    ``max_fwd_equiv``."""
-    from harness.cost import check_cost, run_cost
+def stage_costs(spec: JobSpec, ctx: Any, truth_index: np.ndarray | None) -> dict[str, Any]:
+    """The estimated costs of a job's stages before any pass, by stage: ``method`` (on the
+    components it estimates, :func:`method_sample`) and ``truth`` (the ground truth of
+    ``truth_index``, None: every component, with its diagnostics), each a tuple (what,
+    :class:`harness.cost.CostEstimate` or None, remedy) for :func:`harness.cost.check_cost`."""
+    from harness.cost import run_cost
 
-    limit = spec.max_fwd_equiv
+    method = spec.method
     count = len(ctx.components)
+    n_truth = count if truth_index is None else len(truth_index)
+    method_index = method_sample(spec, truth_index)
     remedy = "use fewer components (components.sites, components.positions)"
     if method_index is not None:
         estimate = method.sample_cost_estimate(ctx, method_index)
@@ -439,13 +446,26 @@ def check_run_cost(
                 if n_truth < count
                 else ", or estimate a sample (truth.sample=COUNT or a fraction)"
             )
-    check_cost(what, estimate, limit, remedy)
-    what = "the ground truth" + (" and diagnostics" if spec.diagnostics else "")
-    remedy = "patch a sample (truth.sample=COUNT or a fraction)"
-    remedy += " or set diagnostics=false" if spec.diagnostics else ""
-    check_cost(
-        f"{what} of {n_truth} components", run_cost(n_truth, spec.diagnostics), limit, remedy
-    )
+    truth_what = "the ground truth" + (" and diagnostics" if spec.diagnostics else "")
+    truth_remedy = "patch a sample (truth.sample=COUNT or a fraction)"
+    truth_remedy += " or set diagnostics=false" if spec.diagnostics else ""
+    return {
+        "method": (what, estimate, remedy),
+        "truth": (
+            f"{truth_what} of {n_truth} components",
+            run_cost(n_truth, spec.diagnostics),
+            truth_remedy,
+        ),
+    }
+
+
+def check_run_cost(spec: JobSpec, ctx: Any, truth_index: np.ndarray | None) -> None:
+    """Refuse, before any pass, a method or a ground truth (with its diagnostics) whose
+    estimated cost (:func:`stage_costs`) exceeds ``max_fwd_equiv``."""
+    from harness.cost import check_cost
+
+    for what, estimate, remedy in stage_costs(spec, ctx, truth_index).values():
+        check_cost(what, estimate, spec.max_fwd_equiv, remedy)
 
 
 def on_all_components(column: Any, scored: np.ndarray) -> Any:
@@ -1010,10 +1030,31 @@ class CheckJobs(Callback):
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         _restore_full_error()
         _exit_on_error(check_composed, config)
+        _dry_run(config, multirun=False)
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         _restore_full_error()
         _exit_on_error(check_sweep, config)
+        _dry_run(config, multirun=True)
+
+
+def _dry_run(config: Any, multirun: bool) -> None:
+    """With ``dry_run=true``: print the plan of every job (:mod:`harness.plan`) and exit 0
+    before any run or sweep folder exists; any error is one line and exit 2 (Hydra would only
+    warn about an exception raised in a callback, and go on to run the grid)."""
+    if not config.get("dry_run"):
+        return
+    from harness.plan import print_plan
+
+    try:
+        print_plan(config, multirun)
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Exception as err:  # noqa: BLE001 - a dry run never falls through to the real run
+        print(f"error: the dry run failed: {type(err).__name__}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(0)
 
 
 def _exit_on_error(check: Any, config: Any) -> None:
