@@ -260,7 +260,7 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
     if spec.circuits and not computed.all():  # a ranking of some components only
         diagnostics["circuits_skipped"] = (
             f"method {method.name!r} estimated {int(computed.sum())} of the {len(components)} "
-            "components (the truth.sample ones); circuit recovery needs a full ranking, which "
+            "components (truth.sample); circuit recovery needs a full ranking, which "
             "truth.method_on_sample=false computes"
         )
     elif spec.circuits:

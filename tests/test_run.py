@@ -301,8 +301,8 @@ def test_a_method_whose_cost_grows_estimates_the_truth_sample_only(tiny_gpt2, tm
     assert sample["spearman"] == pytest.approx(every["spearman"], rel=1e-9)
     assert "cpr" not in sample and not (path.parent / "circuit_curve.parquet").exists()
     assert sample["circuits_skipped"] == (
-        "method 'hvp' estimated 5 of the 12 components (the truth.sample ones); circuit recovery "
-        "needs a full ranking, which truth.method_on_sample=false computes"
+        "method 'hvp' estimated 5 of the 12 components (truth.sample); circuit recovery needs a "
+        "full ranking, which truth.method_on_sample=false computes"
     )
     assert "cpr" in every and "circuits_skipped" not in every
     assert (path_all.parent / "circuit_curve.parquet").exists()
