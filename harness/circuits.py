@@ -28,6 +28,7 @@ import torch
 from harness.budget import chunk_plan
 from harness.components import group_by_hook, slice_index
 from harness.context import AttributionContext
+from harness.cost import FORWARD, CostEstimate
 from harness.patching import (
     collect_activations,
     copy_patch_hook,
@@ -39,6 +40,13 @@ from harness.task_metric import per_prompt_metric
 from harness.types import Component
 
 FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def circuit_cost() -> CostEstimate:
+    """The cost of :func:`circuit_recovery` in forward equivalents: the clean and the corrupt
+    run, and one patched copy for the empty circuit and for each fraction of both rankings."""
+    copies = 1 + 2 * len(FRACTIONS)
+    return CostEstimate(2 * FORWARD + copies * FORWARD, f"{copies} patched copies")
 
 
 def kept_sets(order: np.ndarray, n: int) -> list[np.ndarray]:

@@ -162,6 +162,7 @@ class TruthConfig:
     sample: Any = None  # null: every component; a count (int >= 1) or a fraction in (0, 1]
     bootstrap: int = bounded(1000, Range(lo=0, integer=True))  # resamples per interval (0: none)
     confidence: float = bounded(0.95, Range(lo=0, hi=1, lo_open=True, hi_open=True))
+    method_on_sample: bool = True  # a method whose cost grows with N estimates the sample only
 
 
 @dataclass
@@ -193,6 +194,7 @@ class RunConfig:
         100000.0, Range(lo=0, lo_open=True), optional=True
     )
     progress: Any = "auto"  # auto (null) | true | false (harness.progress.check_progress)
+    dry_run: bool = False  # print every job's estimated cost and the total; run nothing
     resume: bool = True
     results_dir: str = "outputs"
     cache_dir: Optional[str] = None  # noqa: UP045

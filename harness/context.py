@@ -11,7 +11,7 @@ Every method estimates that effect, with the same sign, for every component.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -73,8 +73,9 @@ class AttributionContext:
     memory_bytes: int | None = None
     """The memory budget of one batched pass (None: :func:`harness.budget.default_budget_bytes`)."""
     truth: torch.Tensor | None = None
-    """The true effects [n_components] when the run has computed them (``actpatch`` reads
-    them instead of recomputing)."""
+    """The true effects [n_components] (float64) when the run has computed them, NaN where
+    ``truth.sample`` left a component unpatched (``actpatch`` reads them instead of
+    recomputing when every one is there)."""
     chunks: dict[str, dict[str, float]] = field(default_factory=dict)
     """The chunk plans used, by pass name (:func:`harness.budget.chunk_plan`; shared by
     :meth:`subset` and :meth:`with_cost` copies)."""
@@ -106,6 +107,13 @@ class AttributionContext:
     def subset(self, rows: slice) -> AttributionContext:
         """The same context over the prompts ``rows`` only (counting into the same cost)."""
         return replace(self, batch=self.batch.select(rows))
+
+    def select_components(self, index: Sequence[int]) -> AttributionContext:
+        """The same context over the components ``index`` only (in that order; ``truth``
+        sliced alike), counting into the same cost."""
+        index = [int(i) for i in index]
+        truth = None if self.truth is None else self.truth[index]
+        return replace(self, components=[self.components[i] for i in index], truth=truth)
 
     def with_cost(self, cost: CostCounter) -> AttributionContext:
         """The same context counting into another cost counter."""

@@ -227,6 +227,22 @@ def ground_truth(
     return GroundTruth(effects, base_metric, source_metric, cost_dict, False, key)
 
 
+def truth_cached(
+    ctx: AttributionContext,
+    model_fingerprint: str,
+    cache_dir: Path | None,
+    universe: Sequence[Component] | None = None,
+) -> bool:
+    """Whether the cache holds an intact entry with the effect of every component of
+    ``ctx.components`` (what :func:`ground_truth` would read without a pass); reads only."""
+    if cache_dir is None:
+        return False
+    universe = list(ctx.components if universe is None else universe)
+    path = Path(cache_dir) / "truth" / f"{truth_key(ctx, model_fingerprint, universe)}.json"
+    stored = _read_entry(path, {c.id: i for i, c in enumerate(universe)})
+    return stored is not None and all(c.id in stored["effects"] for c in ctx.components)
+
+
 def _read_entry(path: Path, position: dict[str, int]) -> dict[str, Any] | None:
     """A truth cache entry with its effects as {component id: effect}, or None when absent or
     damaged (bad content hash, components unknown, repeated or out of ``position`` order)."""

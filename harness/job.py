@@ -18,10 +18,21 @@ from typing import Any
 
 from harness.errors import HarnessError
 
-SEMANTIC_EXCLUDE = ("progress", "results_dir", "cache_dir", "logger", "resume", "model.gated")
+SEMANTIC_EXCLUDE = (
+    "progress",
+    "dry_run",
+    "results_dir",
+    "cache_dir",
+    "logger",
+    "resume",
+    "model.gated",
+)
 """Keys (dotted: nested) that do not change a job's results (left out of its config hash)."""
 
-HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {"decomposition": False}
+HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
+    "decomposition": False,
+    "truth.method_on_sample": True,  # the committed sampled records are all of AtP (flat cost)
+}
 """Keys (dotted: nested) added after records were committed, with the value that reproduces the
 earlier results: a key at that value is left out of the config hash, so adding an option does
 not turn every committed record into one to recompute on resume."""
@@ -78,6 +89,7 @@ class JobSpec:
     flag: dict[str, Any]
     unreliable: dict[str, Any]
     truth_sample: int | float | None
+    method_on_sample: bool
     bootstrap: int
     confidence: float
     max_fwd_equiv: float | None
@@ -145,6 +157,7 @@ def job_spec(container: Mapping[str, Any], key: str | None = None) -> JobSpec:
         flag=dict(cfg["flag"]),
         unreliable=dict(cfg["unreliable"]),
         truth_sample=truth["sample"],
+        method_on_sample=bool(truth["method_on_sample"]),
         bootstrap=truth["bootstrap"],
         confidence=truth["confidence"],
         max_fwd_equiv=cfg["max_fwd_equiv"],

@@ -31,7 +31,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +120,10 @@ class JobContext:
     ctx: Any  # harness.context.AttributionContext
 
 
-def build_context(spec: JobSpec, job_label: str = "") -> JobContext:
-    """Seed, load the model, make and tokenize the task's prompts, enumerate the components;
-    the context's progress bars (:mod:`harness.progress`) are labelled with ``job_label``."""
+def build_context(spec: JobSpec, job_label: str = "", loaded: Any = None) -> JobContext:
+    """Seed, load the model (unless ``loaded``, a :class:`harness.models.loader.LoadedModel`,
+    is given), make and tokenize the task's prompts, enumerate the components; the context's
+    progress bars (:mod:`harness.progress`) are labelled with ``job_label``."""
     from harness.components import enumerate_components
     from harness.context import AttributionContext
     from harness.cost import reset_peak_memory
@@ -132,9 +133,14 @@ def build_context(spec: JobSpec, job_label: str = "") -> JobContext:
 
     torch.manual_seed(spec.seed)
     reset_peak_memory()
-    loaded = load_model(
-        spec.model, device=spec.device, dtype=spec.dtype, seed=spec.seed, cache_dir=spec.cache_dir
-    )
+    if loaded is None:
+        loaded = load_model(
+            spec.model,
+            device=spec.device,
+            dtype=spec.dtype,
+            seed=spec.seed,
+            cache_dir=spec.cache_dir,
+        )
     pairs = spec.task.make_pairs(loaded.tokenizer, spec.n_prompts, spec.seed)
     batch = tokenize_pairs(pairs, loaded.tokenizer, prepend_bos=spec.task.prepend_bos)
     n_ctx = loaded.adapter.shape.n_ctx
@@ -167,7 +173,7 @@ class Evaluation:
     scored: np.ndarray  # [n_components] bool: the components the truth was patched for
     truth_np: np.ndarray  # [n_components] float64, NaN where not scored
     output: Any  # harness.methods.base.MethodOutput
-    estimates: np.ndarray  # [n_components] float64
+    estimates: np.ndarray  # [n_components] float64, NaN where the method estimated none
     cost: dict[str, Any]  # wall_s, forward_s, peak_mem_mb and the method's pass counts
     scores: dict[str, Any]
     diagnostics: dict[str, Any]
@@ -192,17 +198,23 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
     if truth_index is not None:
         scored[:] = False
         scored[truth_index] = True
-        truth_ctx = replace(ctx, components=[components[i] for i in truth_index])
-    check_run_cost(spec, method, ctx, len(truth_ctx.components))
+        truth_ctx = ctx.select_components(truth_index)
+    method_index = method_sample(spec, truth_index)
+    check_run_cost(spec, ctx, truth_index)
     stage = ctx.progress.stage  # one bar per stage on stderr (harness/progress.py)
     with stage("ground truth"):
         truth = ground_truth(truth_ctx, job.loaded.fingerprint, spec.cache_dir, universe=components)
-    ctx.truth = truth.effects if truth_index is None else None  # actpatch reads it
+    truth_np = np.full(len(components), np.nan)
+    truth_np[scored] = truth.effects.numpy()
+    ctx.truth = torch.from_numpy(truth_np)  # actpatch reads it
 
     forward_s = time_forward(ctx)  # one clean forward of the prompt batch (after a warm-up)
     start = time.perf_counter()
     with stage(f"method {method.name}"):
-        output = method.estimate(ctx)
+        if method_index is None:
+            output = method.estimate(ctx)
+        else:
+            output = method.estimate_sample(ctx, method_index)
     wall_s = time.perf_counter() - start
     method_cost = ctx.cost.as_dict()
     if output.summary.get("reads_truth"):  # actpatch: the method's cost is the truth's
@@ -215,9 +227,10 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
         "method_cost": method_cost,
     }
     estimates = output.estimates.detach().double().cpu().numpy()
-    check_finite(method.name, estimates, components)
-    truth_np = np.full(len(components), np.nan)
-    truth_np[scored] = truth.effects.numpy()
+    computed = np.ones(len(components), bool)
+    if output.computed is not None:
+        computed = output.computed.cpu().numpy().astype(bool)
+    check_finite(method.name, estimates, components, computed)
     scores = score_estimates(estimates[scored], truth_np[scored], topk=spec.topk)
     scores.update(
         bootstrap_intervals(
@@ -256,8 +269,15 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
             frame[name] = on_all_components(column, scored)
     for name, column in output.columns.items():
         frame[name] = column.detach().cpu().numpy()
+    diagnostics["n_estimated"] = int(computed.sum())
     curve = None
-    if spec.circuits:
+    if spec.circuits and not computed.all():  # a ranking of some components only
+        diagnostics["circuits_skipped"] = (
+            f"method {method.name!r} estimated {int(computed.sum())} of the {len(components)} "
+            "components (truth.sample); circuit recovery needs a full ranking, which "
+            "truth.method_on_sample=false computes"
+        )
+    elif spec.circuits:
         start = time.perf_counter()
         with stage("circuits"):
             circuit_scores, curve = circuit_recovery(ctx.with_cost(CostCounter()), estimates)
@@ -416,20 +436,59 @@ def write_record(
     return RunRecord(summary=summary, estimates=frame, out_dir=out_dir, files=files)
 
 
-def check_run_cost(spec: JobSpec, method: Any, ctx: Any, n_truth: int) -> None:
-    """Refuse, before any pass, a method or a ground truth (with its diagnostics) whose
-    estimated cost exceeds ``max_fwd_equiv``."""
-    from harness.cost import check_cost, run_cost
+def method_sample(spec: JobSpec, truth_index: np.ndarray | None) -> np.ndarray | None:
+    """The components the method estimates: ``truth_index`` (the sampled ones) when the method's
+    cost grows with the number of components and ``truth.method_on_sample`` is on; None
+    (every component) otherwise."""
+    if truth_index is None or not spec.method_on_sample or not spec.method.cost_grows():
+        return None
+    return truth_index
 
-    limit = spec.max_fwd_equiv
+
+def stage_costs(spec: JobSpec, ctx: Any, truth_index: np.ndarray | None) -> dict[str, Any]:
+    """The estimated costs of a job's stages before any pass, by stage: ``method`` (on the
+    components it estimates, :func:`method_sample`) and ``truth`` (the ground truth of
+    ``truth_index``, None: every component, with its diagnostics), each a tuple (what,
+    :class:`harness.cost.CostEstimate` or None, remedy) for :func:`harness.cost.check_cost`."""
+    from harness.cost import run_cost
+
+    method = spec.method
     count = len(ctx.components)
-    check_cost(f"method {method.name!r} on {count} components", method.cost_estimate(ctx), limit)
-    what = "the ground truth" + (" and diagnostics" if spec.diagnostics else "")
-    remedy = "patch a sample (truth.sample=COUNT or a fraction)"
-    remedy += " or set diagnostics=false" if spec.diagnostics else ""
-    check_cost(
-        f"{what} of {n_truth} components", run_cost(n_truth, spec.diagnostics), limit, remedy
-    )
+    n_truth = count if truth_index is None else len(truth_index)
+    method_index = method_sample(spec, truth_index)
+    remedy = "use fewer components (components.sites, components.positions)"
+    if method_index is not None:
+        estimate = method.sample_cost_estimate(ctx, method_index)
+        what = f"method {method.name!r} on {len(method_index)} sampled of {count} components"
+    else:
+        estimate = method.cost_estimate(ctx)
+        what = f"method {method.name!r} on {count} components"
+        if method.cost_grows():
+            remedy += (
+                ", or estimate the sampled ones only (truth.method_on_sample=true)"
+                if n_truth < count
+                else ", or estimate a sample (truth.sample=COUNT or a fraction)"
+            )
+    truth_what = "the ground truth" + (" and diagnostics" if spec.diagnostics else "")
+    truth_remedy = "patch a sample (truth.sample=COUNT or a fraction)"
+    truth_remedy += " or set diagnostics=false" if spec.diagnostics else ""
+    return {
+        "method": (what, estimate, remedy),
+        "truth": (
+            f"{truth_what} of {n_truth} components",
+            run_cost(n_truth, spec.diagnostics),
+            truth_remedy,
+        ),
+    }
+
+
+def check_run_cost(spec: JobSpec, ctx: Any, truth_index: np.ndarray | None) -> None:
+    """Refuse, before any pass, a method or a ground truth (with its diagnostics) whose
+    estimated cost (:func:`stage_costs`) exceeds ``max_fwd_equiv``."""
+    from harness.cost import check_cost
+
+    for what, estimate, remedy in stage_costs(spec, ctx, truth_index).values():
+        check_cost(what, estimate, spec.max_fwd_equiv, remedy)
 
 
 def on_all_components(column: Any, scored: np.ndarray) -> Any:
@@ -455,10 +514,13 @@ def memory_bytes(memory_gb: Any) -> int | None:
     return None if memory_gb is None else int(memory_gb * GB)
 
 
-def check_finite(method: str, values: Any, components: list) -> None:
-    """Stop the job with a message naming the method and the first non-finite component."""
-    for value, component in zip(values, components, strict=True):
-        if not math.isfinite(float(value)):
+def check_finite(method: str, values: Any, components: list, computed: Any = None) -> None:
+    """Stop the job with a message naming the method and the first non-finite component among
+    those it estimated (``computed``, bool [n_components]; None: every one; the others are NaN
+    by design)."""
+    computed = [True] * len(components) if computed is None else computed
+    for value, component, estimated in zip(values, components, computed, strict=True):
+        if estimated and not math.isfinite(float(value)):
             raise NumericalError(
                 f"method {method!r} gave a non-finite estimate ({value}) for component "
                 f"{component.id}"
@@ -1191,10 +1253,31 @@ class CheckJobs(Callback):
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         _restore_full_error()
         _exit_on_error(check_composed, config)
+        _dry_run(config, multirun=False)
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         _restore_full_error()
         _exit_on_error(check_sweep, config)
+        _dry_run(config, multirun=True)
+
+
+def _dry_run(config: Any, multirun: bool) -> None:
+    """With ``dry_run=true``: print the plan of every job (:mod:`harness.plan`) and exit 0
+    before any run or sweep folder exists; any error is one line and exit 2 (Hydra would only
+    warn about an exception raised in a callback, and go on to run the grid)."""
+    if not config.get("dry_run"):
+        return
+    from harness.plan import print_plan
+
+    try:
+        print_plan(config, multirun)
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Exception as err:  # noqa: BLE001 - a dry run never falls through to the real run
+        print(f"error: the dry run failed: {type(err).__name__}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(0)
 
 
 def _exit_on_error(check: Any, config: Any) -> None:

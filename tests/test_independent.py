@@ -166,10 +166,15 @@ def write_pairs(path: Path, n: int, seed: int) -> list[dict]:
 
 
 @pytest.mark.parametrize(
-    "family,method",
-    [(family, "atp") for family in FAMILIES] + [("gpt2", "hvp"), ("llama", "hvp")],
+    "family,method,sample",
+    [(family, "atp", None) for family in FAMILIES]
+    + [("gpt2", "hvp", None), ("llama", "hvp", None), ("gpt2", "hvp", 5)],
 )
-def test_cli_matches_independent_float64_implementation(tiny_models, tmp_path, family, method):
+def test_cli_matches_independent_float64_implementation(
+    tiny_models, tmp_path, family, method, sample
+):
+    """Every estimate and truth within 1e-6 of the reference; under ``truth.sample`` the hvp
+    estimates the sampled heads only (NaN elsewhere), to the same tolerance."""
     pairs = write_pairs(tmp_path / "pairs.jsonl", 6, seed=11)
     with initialize_config_module(config_module="harness.conf", version_base="1.3"):
         cfg = compose(
@@ -187,6 +192,7 @@ def test_cli_matches_independent_float64_implementation(tiny_models, tmp_path, f
                 "logger=none",
                 f"results_dir={tmp_path}",
                 "diagnostics=false",
+                *([f"truth.sample={sample}"] if sample else []),
             ],
         )
     run_one(cfg, tmp_path / "run")
@@ -196,7 +202,9 @@ def test_cli_matches_independent_float64_implementation(tiny_models, tmp_path, f
     assert len(frame) == len(truth)
     scale = max(abs(v) for v in truth.values())
     assert scale > 1e-3
-    for row in frame.itertuples():
+    assert frame["sampled"].sum() == (sample or len(truth))
+    assert frame["estimate"].notna().tolist() == frame["sampled"].tolist()
+    for row in frame[frame["sampled"]].itertuples():
         assert row.truth == pytest.approx(truth[(row.layer, row.head)], abs=1e-6 * max(1, scale))
         assert row.estimate == pytest.approx(
             expected[(row.layer, row.head)], abs=1e-6 * max(1, scale)

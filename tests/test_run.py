@@ -359,3 +359,83 @@ def test_verdict_and_command_follow_the_method_and_the_overrides(tmp_path, capsy
         "    harness -m direction=denoising diagnostics=false circuits=false "
         f"results_dir={results} method=actpatch,atp,hvp && harness-report {results}"
     ) in out.splitlines()
+
+
+def _sampled_run(tiny_gpt2, tmp_path, capsys, name: str, *extra: str):
+    """A float64 run of the tiny model on 12 heads with truth.sample=5, one copy a pass:
+    (summary, estimates frame, run folder)."""
+    pairs = write_lines(tmp_path / "pairs.jsonl", [json.dumps(GOOD)])
+    args = [*local_run_args(tiny_gpt2, pairs, tmp_path / name), "diagnostics=false"]
+    args += ["dtype=float64", "batch_size=1", "truth.sample=5", *extra]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    (path,) = (tmp_path / name / "runs").glob("*/*/summary.json")
+    return json.loads(path.read_text()), pd.read_parquet(path.parent / "estimates.parquet"), path
+
+
+def test_a_method_whose_cost_grows_estimates_the_truth_sample_only(tiny_gpt2, tmp_path, capsys):
+    """hvp (exact) under truth.sample: the sampled components only, float64 equal to the run on
+    every component (truth.method_on_sample=false), in fewer HVPs; no circuit recovery without a
+    full ranking, and the record says why."""
+    sample, frame, path = _sampled_run(tiny_gpt2, tmp_path, capsys, "sample", "method=hvp")
+    every, frame_all, path_all = _sampled_run(
+        tiny_gpt2, tmp_path, capsys, "all", "method=hvp", "truth.method_on_sample=false"
+    )
+    assert sample["n_components"] == 12 and sample["n_estimated"] == 5
+    assert frame["estimate"].notna().tolist() == frame["sampled"].tolist()
+    assert frame["first_order"].notna().tolist() == frame["sampled"].tolist()
+    sampled = frame["sampled"].to_numpy()
+    assert frame_all["sampled"].tolist() == frame["sampled"].tolist()
+    assert frame_all["estimate"].notna().all() and every["n_estimated"] == 12
+    pd.testing.assert_series_equal(
+        frame["estimate"][sampled], frame_all["estimate"][sampled], rtol=1e-9, atol=1e-12
+    )
+    assert sample["n_hvp"] < every["n_hvp"]
+    assert sample["spearman"] == pytest.approx(every["spearman"], rel=1e-9)
+    assert "cpr" not in sample and not (path.parent / "circuit_curve.parquet").exists()
+    assert sample["circuits_skipped"] == (
+        "method 'hvp' estimated 5 of the 12 components (truth.sample); circuit recovery needs a "
+        "full ranking, which truth.method_on_sample=false computes"
+    )
+    assert "cpr" in every and "circuits_skipped" not in every
+    assert (path_all.parent / "circuit_curve.parquet").exists()
+    assert sample["config_hash"] != every["config_hash"]
+
+
+def test_a_sampled_actpatch_reads_the_truth_and_atp_estimates_every_component(
+    tiny_gpt2, tmp_path, capsys
+):
+    summary, frame, _ = _sampled_run(tiny_gpt2, tmp_path, capsys, "actpatch", "method=actpatch")
+    sampled = frame["sampled"].to_numpy()
+    assert summary["reads_truth"] and frame["estimate"].notna().tolist() == sampled.tolist()
+    assert (frame["estimate"][sampled] == frame["truth"][sampled]).all()
+    summary, frame, _ = _sampled_run(tiny_gpt2, tmp_path, capsys, "atp", "method=atp")
+    assert frame["estimate"].notna().all() and summary["n_estimated"] == 12 and "cpr" in summary
+
+
+def test_a_non_finite_estimate_of_a_sampled_component_still_fails_the_job(
+    tiny_gpt2, tmp_path, capsys, monkeypatch
+):
+    """NaN is the estimate of a component the method was not asked for; a NaN among the sampled
+    ones is a numerical fault naming it."""
+    from harness.methods.hvp import HessianVectorProduct
+
+    original = HessianVectorProduct.estimate
+
+    def estimate(self, ctx):
+        output = original(self, ctx)
+        output.estimates[1] = float("nan")
+        return output
+
+    monkeypatch.setattr(HessianVectorProduct, "estimate", estimate)
+    pairs = write_lines(tmp_path / "pairs.jsonl", [json.dumps(GOOD)])
+    args = [*local_args(tiny_gpt2, pairs, tmp_path), "method=hvp", "truth.sample=5"]
+    code, _, err = run_cli(args, capsys)
+    from harness.ground_truth import sample_truth
+    from tests.helpers import make_context, random_batch
+
+    ctx, _ = make_context(tiny_gpt2, random_batch(1, 5, seed=0))
+    second = ctx.components[sample_truth(ctx.components, 5, 0)[1]].id
+    line = assert_one_line(code, err, f"non-finite estimate (nan) for component {second}")
+    failure = next((tmp_path / "results" / "runs").rglob("failure.json"))
+    assert json.loads(failure.read_text())["error"] == line.removeprefix("error: ")

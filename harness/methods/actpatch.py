@@ -25,13 +25,15 @@ class ActivationPatching(Method):
     """Exact activation patching of each component, batched."""
 
     bound = None  # exact: the estimate is the truth itself, no interval to measure
+    grows_with_components = True  # a patched copy per component
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         cost = per_component_cost(len(ctx.components), 1, FORWARD)
         return CostEstimate(cost, "1 patched forward per component")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
-        if ctx.truth is not None and len(ctx.truth) == len(ctx.components):
+        truth = ctx.truth
+        if truth is not None and len(truth) == len(ctx.components) and truth.isfinite().all():
             # the run's ground truth is this very computation: read it (its cost is the truth's)
             return MethodOutput(estimates=ctx.truth.clone(), summary={"reads_truth": True})
         names = site_names(ctx.components)

@@ -23,6 +23,7 @@ class AttributionPatching(Method):
     """First-order attribution patching."""
 
     bound = "atp"  # the estimate is f'(0)
+    grows_with_components = False  # one backward for every component at once
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         return CostEstimate(2 * FORWARD + BACKWARD, "2 forwards and 1 backward")

@@ -82,6 +82,7 @@ class AtPStar(Method):
         graddrop: bool = False
 
     bound = None  # the QK fix moves head estimates off f'(0)
+    grows_with_components = False  # a fixed number of passes for every component at once
 
     def error_bound(self) -> str | None:
         return None if self.options.qk_fix else "atp"  # without the fix it is AtP

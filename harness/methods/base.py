@@ -11,7 +11,7 @@ summary values. A method defined in the user's own module plugs in by naming it 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -34,6 +34,29 @@ class MethodOutput:
     columns: dict[str, torch.Tensor] = field(default_factory=dict)
     summary: dict[str, float] = field(default_factory=dict)
     at_zero: tuple[torch.Tensor, torch.Tensor] | None = None
+    computed: torch.Tensor | None = None
+    """bool [n_components]: the components the method estimated (its estimates are NaN
+    elsewhere, :meth:`Method.estimate_sample`); None: every component."""
+
+    def laid_out(self, index: Sequence[int], n_components: int) -> MethodOutput:
+        """This output of the components ``index`` only, laid out over ``n_components``:
+        estimates, columns and ``at_zero`` float64 with NaN elsewhere, ``computed`` marking
+        ``index``."""
+
+        def spread(values: torch.Tensor) -> torch.Tensor:
+            out = torch.full((n_components,), float("nan"), dtype=torch.float64)
+            out[list(index)] = values.detach().double().cpu()
+            return out
+
+        computed = torch.zeros(n_components, dtype=torch.bool)
+        computed[list(index)] = True
+        return MethodOutput(
+            estimates=spread(self.estimates),
+            columns={name: spread(column) for name, column in self.columns.items()},
+            summary=dict(self.summary),
+            at_zero=None if self.at_zero is None else tuple(map(spread, self.at_zero)),
+            computed=computed,
+        )
 
 
 class Method(Plugin, ABC):
@@ -51,6 +74,33 @@ class Method(Plugin, ABC):
         """The bound that brackets the estimate under this instance's options (default:
         :attr:`bound`); the diagnostics report its ``bound_coverage`` and ``bound_width``."""
         return self.bound
+
+    grows_with_components: ClassVar[bool] = False
+    """True when the cost of :meth:`estimate` grows with the number of components (passes or
+    patched copies per component, :meth:`cost_estimate`). Under ``truth.sample`` such a method
+    estimates only the sampled components (:meth:`estimate_sample`), unless
+    ``truth.method_on_sample=false``. Every method declares it in its own class body;
+    :meth:`cost_grows` refines it by option. tests/test_cost.py checks both against
+    :meth:`cost_estimate`."""
+
+    def cost_grows(self) -> bool:
+        """Whether this instance's cost grows with the number of components (default:
+        :attr:`grows_with_components`)."""
+        return self.grows_with_components
+
+    def estimate_sample(self, ctx: AttributionContext, index: Sequence[int]) -> MethodOutput:
+        """The estimates of the components ``index`` (sorted indices into ``ctx.components``),
+        laid out over every component, NaN elsewhere (:meth:`MethodOutput.laid_out`). The
+        default estimates ``ctx.select_components(index)``: one component's estimate does not
+        depend on which others are estimated."""
+        output = self.estimate(ctx.select_components(index))
+        return output.laid_out(index, len(ctx.components))
+
+    def sample_cost_estimate(
+        self, ctx: AttributionContext, index: Sequence[int]
+    ) -> CostEstimate | None:
+        """:meth:`cost_estimate` of :meth:`estimate_sample` on ``index``."""
+        return self.cost_estimate(ctx.select_components(index))
 
     @abstractmethod
     def estimate(self, ctx: AttributionContext) -> MethodOutput:

@@ -35,6 +35,8 @@ class CubicHermite(Method):
 
     bound = None  # the HVP interval's centre plus a correction: no bound of the diagnostics
 
+    grows_with_components = True  # an HVP and a patched copy per component
+
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         return end_points_cost(len(ctx.components), second=True, end=True)
 

@@ -55,6 +55,11 @@ class HessianVectorProduct(Method):
     def error_bound(self) -> str | None:
         return "hvp" if self.options.mode == "exact" else None  # shared adds cross terms
 
+    grows_with_components = True  # mode exact: an HVP per component
+
+    def cost_grows(self) -> bool:
+        return self.options.mode == "exact"  # shared: one HVP per site
+
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         if self.config["mode"] == "shared":
             sites = len(site_names(ctx.components))

@@ -34,6 +34,8 @@ class GuardedHVP(Method):
 
     bound = None  # equal to the HVP only where the guard does not act
 
+    grows_with_components = True  # an HVP per component
+
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         return end_points_cost(len(ctx.components), second=True, end=False)
 

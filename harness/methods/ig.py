@@ -68,6 +68,10 @@ class IntegratedGradients(Method):
         integration: str = one_of("gausslegendre", SUPPORTED_METHODS)  # captum's rules
 
     bound = None  # a quadrature of f' over the path: neither f'(0) nor the HVP estimate
+    grows_with_components = True  # path component: K gradients per component
+
+    def cost_grows(self) -> bool:
+        return self.options.path == "component"  # joint: K steps per site
 
     def validate(self) -> None:
         if self.options.integration in SUPPORTED_RIEMANN_METHODS:  # two points or more

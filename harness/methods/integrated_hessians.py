@@ -101,6 +101,7 @@ class IntegratedHessians(Method):
         steps: int = bounded(32, Range(lo=1, hi=MAX_STEPS, integer=True))
 
     bound = None  # a weighted quadrature of f' and f'': neither f'(0) nor the HVP estimate
+    grows_with_components = True  # ``steps`` path points per component
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         steps = self.config["steps"]

@@ -45,6 +45,7 @@ class MultiStepHVP(Method):
         steps: int = bounded(8, POSITIVE_INT)
 
     bound = None  # K > 1 steps: not the one-step HVP estimate the HVP interval is centred on
+    grows_with_components = True  # K path points per component
 
     def error_bound(self) -> str | None:
         return "hvp" if self.options.steps == 1 else None  # one step is the hvp estimate

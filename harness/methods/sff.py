@@ -16,13 +16,16 @@ component, as much as the ``hvp`` method itself); results/README.md.
 Cost: AtP (2 forwards, 1 backward) + the score (``delta_norm``: none; ``grad_disagreement``: one
 forward and backward on the source run; ``curvature_ratio``: the shared pass at t = 0, one HVP
 per component) + the fix on the flagged fraction only (``hvp``: the shared pass, an HVP each;
-``ms_hvp``: ``steps`` of them; ``actpatch``: one patched copy per flagged component).
+``ms_hvp``: ``steps`` of them; ``actpatch``: one patched copy per flagged component). Under
+``truth.sample`` the screen and score still cover every component (the same flags as a run on
+all), and only the flagged components of the sample are fixed; the other flagged ones are NaN.
 Proved by: tests/methods/test_sff.py (flag_fraction=1 with fix=actpatch reproduces the truth;
 with fix=hvp it equals the hvp method; unflagged components equal AtP).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -51,18 +54,37 @@ class ScreenFlagFix(Method):
         steps: int = bounded(8, POSITIVE_INT)
 
     bound = None  # AtP on some components, the fix on others: no one interval brackets both
+    grows_with_components = True  # the fix: per flagged component
 
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
+        return self._cost(ctx, len(ctx.components))
+
+    def sample_cost_estimate(self, ctx: AttributionContext, index: Sequence[int]) -> CostEstimate:
+        return self._cost(ctx, len(index))
+
+    def _cost(self, ctx: AttributionContext, fixable: int) -> CostEstimate:
+        """The screen and score of every component, the fix of the flagged ones among
+        ``fixable`` components (all: ``fixable`` = the component count)."""
         cfg, count = self.config, len(ctx.components)
         score = {"delta_norm": 0.0, "grad_disagreement": FORWARD + BACKWARD}
         at_zero = FORWARD + BACKWARD + count * AT_ZERO  # curvature_ratio: the shared pass
         cost = 2 * FORWARD + BACKWARD + score.get(cfg["score"], at_zero)
-        flagged = count if cfg["threshold"] is not None else cfg["flag_fraction"] * count
+        flagged = fixable if cfg["threshold"] is not None else cfg["flag_fraction"] * fixable
         per_fix = {"hvp": AT_ZERO, "ms_hvp": cfg["steps"] * PER_PATH_POINT}
         cost += flagged * per_fix.get(cfg["fix"], FORWARD)
         return CostEstimate(cost, f"AtP + the score + the {cfg['fix']} fix of {flagged:g} flagged")
 
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
+        return self._screen_flag_fix(ctx, None)
+
+    def estimate_sample(self, ctx: AttributionContext, index: Sequence[int]) -> MethodOutput:
+        """AtP and the score of every component, flagged as in a run on all of them; the fix of
+        the flagged ones among ``index`` only (a flagged component outside it is NaN)."""
+        return self._screen_flag_fix(ctx, index)
+
+    def _screen_flag_fix(
+        self, ctx: AttributionContext, index: Sequence[int] | None
+    ) -> MethodOutput:
         cfg = self.config
         names = site_names(ctx.components)
         _, source = collect_activations(ctx, ctx.source_tokens, names)
@@ -75,14 +97,23 @@ class ScreenFlagFix(Method):
         flags = torch.from_numpy(
             flag_components(score.numpy(), cfg["threshold"], float(cfg["flag_fraction"]))
         )
+        fixable = torch.ones_like(flags)
+        if index is not None:
+            fixable = torch.zeros_like(flags)
+            fixable[list(index)] = True
         estimates = atp.clone()
-        flagged = [c for c, f in zip(ctx.components, flags.tolist(), strict=True) if f]
+        fixed = flags & fixable
+        flagged = [c for c, f in zip(ctx.components, fixed.tolist(), strict=True) if f]
         if flagged:
-            estimates[flags] = self._fix(ctx, flagged, base, source, base_metric)
+            estimates[fixed] = self._fix(ctx, flagged, base, source, base_metric)
+        computed = None if index is None else fixable | ~flags
+        if computed is not None:
+            estimates[~computed] = float("nan")
         return MethodOutput(
             estimates=estimates,
             columns={"flagged": flags, "sff_score": score, "atp_estimate": atp},
-            summary={"sff_n_flagged": int(flags.sum())},
+            summary={"sff_n_flagged": int(flags.sum()), "sff_n_fixed": int(fixed.sum())},
+            computed=computed,
         )
 
     def _score(self, ctx, base, source, grads) -> torch.Tensor:

@@ -31,6 +31,8 @@ class Trapezoid(Method):
 
     bound = None  # inside the AtP interval, at its centre: no bound of the diagnostics is centred
 
+    grows_with_components = True  # a patched copy with its backward per component
+
     def cost_estimate(self, ctx: AttributionContext) -> CostEstimate:
         return end_points_cost(len(ctx.components), second=False, end=True)
 

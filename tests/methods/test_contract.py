@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from harness.config_files import group_options
+from harness.context import CostCounter
 from harness.diagnostics import DiagnosticSettings, path_quantities, run_diagnostics
 from harness.methods.base import Method, make_method
 from tests.helpers import make_context, random_batch
@@ -65,6 +67,38 @@ def test_every_method_declares_the_bound_its_estimate_has(toy, slug, options):
     settings = DiagnosticSettings(["delta_norm"], {"fraction": 0.2}, {"abs": 0.05, "rel": 0.25})
     _, summary = run_diagnostics(ctx, truth, settings, method.error_bound())
     assert math.isfinite(summary["bound_coverage"]) == (expected is not None)
+
+
+@pytest.mark.parametrize(("slug", "options"), VARIANTS, ids=lambda v: str(v))
+def test_a_method_whose_cost_grows_estimates_a_sample_as_it_estimates_all(toy, slug, options):
+    """``estimate_sample`` (truth.sample): float64 equal to ``estimate`` on every component it
+    estimates (the sampled ones at least), NaN on the others, in fewer passes (one patched
+    copy or path point a pass, so the passes count the copies)."""
+    ctx, _, _ = toy
+    method = composed_method(slug, options)
+    if not method.cost_grows():
+        pytest.skip(f"{slug} costs the same for any number of components: it estimates all")
+    if "steps" in method.config and "steps" not in options:  # fewer passes, the same contract
+        method = composed_method(slug, {**options, "steps": 2})
+    index = [0, 3, 5, 6, 10]
+    one_copy = replace(ctx, batch_size=ctx.batch.n, chunks={})
+    full_ctx, sample_ctx = one_copy.with_cost(CostCounter()), one_copy.with_cost(CostCounter())
+    full = method.estimate(full_ctx)
+    part = method.estimate_sample(sample_ctx, index)
+    computed = part.computed
+    assert computed is not None and computed[index].all() and not computed.all()
+    assert part.estimates[~computed].isnan().all()
+    torch.testing.assert_close(
+        part.estimates[computed], full.estimates.double()[computed], rtol=1e-9, atol=1e-12
+    )
+    for name, column in part.columns.items():
+        expected = full.columns[name].double()[computed]
+        torch.testing.assert_close(column.double()[computed], expected, rtol=1e-9, atol=1e-12)
+
+    def passes(cost: CostCounter) -> int:
+        return cost.n_forward + cost.n_backward + cost.n_hvp
+
+    assert passes(sample_ctx.cost) < passes(full_ctx.cost)
 
 
 @pytest.mark.parametrize("slug", ["atp", "hvp"])
