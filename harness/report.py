@@ -10,7 +10,9 @@ nothing is recomputed), skips failed or partial runs with a warning, and writes 
   that varies between runs of the same model and method: metric, direction, sites, positions,
   dtype), columns = Spearman, relative error, top-k recall, CPR / CMD (when the runs report them),
   flag precision / recall, bound coverage and cost; repeated runs (seeds) are averaged and
-  counted in ``runs``;
+  counted in ``runs``; then one table per task of the reliability scores: rows model x score,
+  the tier that computes the score, its AUROC and average precision against both labels
+  (``unreliable``, ``unreliable_rel``), each AUROC beside that of |AtP| itself;
 - ``figures/*.png`` and ``*.pdf``: estimate vs truth per method, error vs cost (Pareto front),
   error per layer and site, and the reliability scores' precision-recall curve.
 
@@ -33,7 +35,15 @@ import pandas as pd
 
 ID_COLUMNS = ("model", "task", "method")
 # Settings that make two runs of one (model, task, method) different rows, when they vary.
-SETTING_COLUMNS = ("metric", "direction", "sites", "positions", "dtype", "n_prompts")
+SETTING_COLUMNS = (
+    "metric",
+    "direction",
+    "sites",
+    "positions",
+    "dtype",
+    "n_prompts",
+    "diagnostics_tier",
+)
 # (summary key, table header, format): the table's columns, in order.
 TABLE_COLUMNS = (
     ("clean_accuracy", "clean acc.", "{:.2f}"),  # the model's own accuracy on the task
@@ -68,7 +78,17 @@ NUMBER_FIELDS = tuple(k for k, _, _ in TABLE_COLUMNS if k not in BOOL_FIELDS) + 
     "forward_s",
     "seed",
 )
-TEXT_FIELDS = ID_COLUMNS + ("metric", "direction", "dtype", "positions")
+TEXT_FIELDS = ID_COLUMNS + ("metric", "direction", "dtype", "positions", "diagnostics_tier")
+# (column, header, summary key with {score}): the reliability table's columns, in order; the
+# abs_atp columns repeat the AUROC of |AtP| itself on every row.
+RELIABILITY_COLUMNS = (
+    ("auroc", "AUROC", "flag_auroc_{score}"),
+    ("auroc_abs_atp", "abs_atp AUROC", "flag_auroc_abs_atp"),
+    ("ap", "AP", "flag_ap_{score}"),
+    ("auroc_rel", "AUROC rel", "flag_auroc_{score}_rel"),
+    ("auroc_abs_atp_rel", "abs_atp AUROC rel", "flag_auroc_abs_atp_rel"),
+    ("ap_rel", "AP rel", "flag_ap_{score}_rel"),
+)
 SKIP_DIRS = {"report", "wandb", "cache", "index", ".hydra", ".submitit", "__pycache__"}
 FIGURES = ("estimate_vs_truth", "error_vs_cost", "error_by_layer_site", "reliability_pr")
 
@@ -235,6 +255,16 @@ def collect(root: Path) -> Collected:
 # Tables
 
 
+def varying_settings(sub: pd.DataFrame) -> list[str]:
+    """The :data:`SETTING_COLUMNS` that differ between runs of one (model, method)."""
+    keys = ["model", "method"]
+    return [
+        col
+        for col in SETTING_COLUMNS
+        if col in sub and sub.groupby(keys, dropna=False)[col].nunique(dropna=False).max() > 1
+    ]
+
+
 def table_frames(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """One table per task: rows model x method (x varying settings), metric columns averaged
     over repeated runs; columns no run reports are left out."""
@@ -242,16 +272,48 @@ def table_frames(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
     if results.empty:
         return tables
     for task, sub in results.groupby("task", sort=True):
-        keys = ["model", "method"]
-        for col in SETTING_COLUMNS:
-            if col in sub and sub.groupby(keys, dropna=False)[col].nunique(dropna=False).max() > 1:
-                keys.append(col)
+        keys = ["model", "method", *varying_settings(sub)]
         metrics = [k for k, _, _ in TABLE_COLUMNS if k in sub and sub[k].notna().any()]
         numeric = sub[metrics].apply(pd.to_numeric, errors="coerce")
         grouped = pd.concat([sub[keys], numeric], axis=1).groupby(keys, sort=True, dropna=False)
         table = grouped.mean()
         table["runs"] = grouped.size()
         tables[str(task)] = table.reset_index()
+    return tables
+
+
+def reliability_frames(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One table per task: rows model (x varying settings) x reliability score, with the tier
+    that computes the score and its AUROC / average precision against both labels beside the
+    AUROC of |AtP|; averaged over the runs (every method of a setting shares the diagnostics).
+    Tasks whose runs report no score are left out."""
+    from harness.diagnostics import SCORE_TIER, SCORES
+
+    tables: dict[str, pd.DataFrame] = {}
+    if results.empty:
+        return tables
+    for task, sub in results.groupby("task", sort=True):
+        keys = ["model", *varying_settings(sub)]
+        parts = []
+        for score in SCORES:
+            key = f"flag_auroc_{score}"
+            if key not in sub or not sub[key].notna().any():
+                continue
+            part = sub.loc[sub[key].notna(), keys].copy()
+            part["score"], part["tier"] = score, SCORE_TIER[score]
+            for column, _, pattern in RELIABILITY_COLUMNS:
+                source = pattern.format(score=score)
+                values = sub.loc[part.index, source] if source in sub else math.nan
+                part[column] = pd.to_numeric(values, errors="coerce")
+            parts.append(part)
+        if not parts:
+            continue
+        frame = pd.concat(parts)
+        grouped = frame.groupby([*keys, "score", "tier"], sort=False, dropna=False)
+        table = grouped.mean()
+        table["runs"] = grouped.size()
+        table = table.reset_index().sort_values(keys, kind="stable")  # scores in SCORES order
+        tables[str(task)] = table.reset_index(drop=True)
     return tables
 
 
@@ -265,6 +327,7 @@ def _cell(value: Any, fmt: str, missing: str) -> str:
 
 def _header_and_cells(table: pd.DataFrame, missing: str) -> tuple[list[str], list[list[str]]]:
     labels = {k: (label, fmt) for k, label, fmt in TABLE_COLUMNS}
+    labels |= {k: (label, "{:.3f}") for k, label, _ in RELIABILITY_COLUMNS}
     labels["runs"] = ("runs", "{:.0f}")
     header = [labels.get(c, (c, "{}"))[0] for c in table.columns]
     cells = [
@@ -283,34 +346,39 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def to_markdown(tables: dict[str, pd.DataFrame]) -> str:
-    """GitHub-flavoured Markdown, one section per task (no ``tabulate`` needed)."""
+def to_markdown(
+    tables: dict[str, pd.DataFrame], reliability: dict[str, pd.DataFrame] | None = None
+) -> str:
+    """GitHub-flavoured Markdown, one section per task, then one per task of ``reliability``
+    (:func:`reliability_frames`) (no ``tabulate`` needed)."""
     out = ["# Attribution methods vs activation patching", ""]
     for task, table in tables.items():
-        header, cells = _header_and_cells(table, missing="-")
-        widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-        numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
-        out += [f"## Task `{task}`", ""]
-        out.append(
-            "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
-        )
-        out.append(
-            "| "
-            + " | ".join(
-                ("-" * (w - 1) + ":") if num else "-" * w
-                for w, num in zip(widths, numeric, strict=True)
-            )
-            + " |"
-        )
-        for row in cells:
-            padded = [
-                c.rjust(w) if num else c.ljust(w)
-                for c, w, num in zip(row, widths, numeric, strict=True)
-            ]
-            out.append("| " + " | ".join(padded) + " |")
-        out.append("")
+        out += [f"## Task `{task}`", "", *_markdown_rows(table), ""]
     out.append(_legend())
+    for task, table in (reliability or {}).items():
+        out += ["", f"## Reliability scores, task `{task}`", "", *_markdown_rows(table)]
+    if reliability:
+        out += ["", _reliability_legend()]
     return "\n".join(out) + "\n"
+
+
+def _markdown_rows(table: pd.DataFrame) -> list[str]:
+    """The lines of one Markdown table, numbers right-aligned."""
+    header, cells = _header_and_cells(table, missing="-")
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
+    rule = [
+        ("-" * (w - 1) + ":") if num else "-" * w for w, num in zip(widths, numeric, strict=True)
+    ]
+    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"]
+    out.append("| " + " | ".join(rule) + " |")
+    for row in cells:
+        padded = [
+            c.rjust(w) if num else c.ljust(w)
+            for c, w, num in zip(row, widths, numeric, strict=True)
+        ]
+        out.append("| " + " | ".join(padded) + " |")
+    return out
 
 
 _LATEX_SPECIAL = {
@@ -331,29 +399,44 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def to_latex(tables: dict[str, pd.DataFrame]) -> str:
-    """One ``booktabs`` table per task (needs ``\\usepackage{booktabs}``; no jinja2 needed)."""
+def to_latex(
+    tables: dict[str, pd.DataFrame], reliability: dict[str, pd.DataFrame] | None = None
+) -> str:
+    """One ``booktabs`` table per task, then one per task of ``reliability``
+    (:func:`reliability_frames`) (needs ``\\usepackage{booktabs}``; no jinja2 needed)."""
     out = ["% Generated by harness-report; needs \\usepackage{booktabs}.", ""]
-    for task, table in tables.items():
-        header, cells = _header_and_cells(table, missing="--")
-        spec = "".join(
-            "r" if pd.api.types.is_numeric_dtype(table[c]) else "l" for c in table.columns
-        )
-        out += [
-            "\\begin{table}[ht]",
-            "\\centering",
-            "\\small",
-            f"\\caption{{Attribution methods vs activation patching on task "
-            f"\\texttt{{{latex_escape(task)}}}.}}",
-            f"\\label{{tab:{''.join(ch if ch.isalnum() else '-' for ch in task)}}}",
-            f"\\begin{{tabular}}{{{spec}}}",
-            "\\toprule",
-            " & ".join(latex_escape(h) for h in header) + " \\\\",
-            "\\midrule",
-        ]
-        out += [" & ".join(latex_escape(c) for c in row) + " \\\\" for row in cells]
-        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    captions = [
+        (tables, "Attribution methods vs activation patching on task", "tab:"),
+        (
+            reliability or {},
+            "Reliability scores (AUROC beside that of abs_atp) on task",
+            "tab:rel-",
+        ),
+    ]
+    for frames, caption, label in captions:
+        for task, table in frames.items():
+            title = f"{latex_escape(caption)} \\texttt{{{latex_escape(task)}}}."
+            out += _latex_table(table, title, label, task)
     return "\n".join(out)
+
+
+def _latex_table(table: pd.DataFrame, caption: str, label: str, task: str) -> list[str]:
+    """The lines of one ``booktabs`` table (``caption`` already escaped)."""
+    header, cells = _header_and_cells(table, missing="--")
+    spec = "".join("r" if pd.api.types.is_numeric_dtype(table[c]) else "l" for c in table.columns)
+    out = [
+        "\\begin{table}[ht]",
+        "\\centering",
+        "\\small",
+        f"\\caption{{{caption}}}",
+        f"\\label{{{label}{''.join(ch if ch.isalnum() else '-' for ch in task)}}}",
+        f"\\begin{{tabular}}{{{spec}}}",
+        "\\toprule",
+        " & ".join(latex_escape(h) for h in header) + " \\\\",
+        "\\midrule",
+    ]
+    out += [" & ".join(latex_escape(c) for c in row) + " \\\\" for row in cells]
+    return out + ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
 
 
 def _legend() -> str:
@@ -369,6 +452,17 @@ def _legend() -> str:
         "lower is better); flag precision / recall: of the reliability flag at finding "
         "unreliable AtP estimates; bound coverage: share of true effects inside the error bound; "
         "wall s, forward, backward, HVP: the method's cost. Means over `runs` runs."
+    )
+
+
+def _reliability_legend() -> str:
+    return (
+        "Reliability scores: tier: the cheapest `diagnostics` tier that computes the score "
+        "(cheap: a fixed number of passes whatever the number of components; exact: passes in "
+        "proportion to it); AUROC / AP: how well the score ranks the components whose AtP error "
+        "exceeds `unreliable.abs + unreliable.rel * |truth|`, beside the AUROC of abs_atp, |AtP| "
+        "itself (a score is worth its cost only where it beats it); rel: the same against the "
+        "relative error alone (`unreliable.rel * |truth|`). Means over `runs` runs."
     )
 
 
@@ -390,9 +484,9 @@ def write_report(root: Path, out: Path | None = None, formats: Sequence[str] = (
         return collected
     out.mkdir(parents=True, exist_ok=True)
     collected.results.to_parquet(out / "results.parquet", index=False)
-    tables = table_frames(collected.results)
-    (out / "tables.md").write_text(to_markdown(tables))
-    (out / "tables.tex").write_text(to_latex(tables))
+    tables, reliability = table_frames(collected.results), reliability_frames(collected.results)
+    (out / "tables.md").write_text(to_markdown(tables, reliability))
+    (out / "tables.tex").write_text(to_latex(tables, reliability))
     figure_dir = out / "figures"
     makers = {
         "estimate_vs_truth": lambda: plots.method_scatter(collected.estimates),

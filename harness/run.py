@@ -222,7 +222,7 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
 
     frame = estimates_frame(spec, components, estimates, truth_np, scored)
     diagnostics: dict[str, Any] = {}
-    if spec.diagnostics:
+    if spec.diagnostics != "off":
         scored_truth = truth_np[scored]
         at_zero = output.at_zero  # the method's exact f'(0), f''(0): not computed twice
         if at_zero is not None and truth_index is not None:
@@ -297,10 +297,12 @@ def run_diagnostics(
     truth_index: Any,
     at_zero: Any = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Reliability scores, flags and bounds on the scored components (``scored_truth``: their
-    true effects), cached per ground truth and settings and shared by the methods of a grid:
-    (per-scored-component columns, summary values). ``at_zero``: the scored components'
-    f'(0) and f''(0) when the method computed them (``MethodOutput.at_zero``)."""
+    """Reliability scores, flags and bounds of the ``diagnostics`` tier on the scored components
+    (``scored_truth``: their true effects), cached per ground truth and tier and shared by the
+    methods of a grid: (per-scored-component columns, summary values, with the passes they
+    made: ``diagnostics_n_forward``, ``_n_backward``, ``_n_hvp``; 0 when cached).
+    ``at_zero``: the scored components' f'(0) and f''(0) when the method computed them
+    (``MethodOutput.at_zero``)."""
     from harness.context import CostCounter
     from harness.diagnostics import DiagnosticSettings, cached_diagnostics
     from harness.storage import content_hash
@@ -309,16 +311,19 @@ def run_diagnostics(
     diag_key = truth.key  # the sampled subset's diagnostics are cached under its own key
     if truth_index is not None:
         diag_key = content_hash({"truth": truth.key, "sample": truth_index.tolist()})[:24]
+    passes = CostCounter()
     columns, diagnostics = cached_diagnostics(
         spec.cache_dir,
         diag_key,
-        truth_ctx.with_cost(CostCounter()),
+        truth_ctx.with_cost(passes),
         scored_truth,
-        DiagnosticSettings(spec.reliability, spec.flag, spec.unreliable),
+        DiagnosticSettings(spec.reliability, spec.flag, spec.unreliable, spec.diagnostics),
         spec.method.error_bound(),
         at_zero,
     )
     diagnostics["diagnostics_wall_s"] = time.perf_counter() - start
+    for key in ("n_forward", "n_backward", "n_hvp"):
+        diagnostics[f"diagnostics_{key}"] = getattr(passes, key)
     return columns, diagnostics
 
 
@@ -401,12 +406,12 @@ def check_run_cost(spec: JobSpec, method: Any, ctx: Any, n_truth: int) -> None:
     limit = spec.max_fwd_equiv
     count = len(ctx.components)
     check_cost(f"method {method.name!r} on {count} components", method.cost_estimate(ctx), limit)
-    what = "the ground truth" + (" and diagnostics" if spec.diagnostics else "")
+    tier = spec.diagnostics
+    what = "the ground truth" + (f" and diagnostics={tier}" if tier != "off" else "")
     remedy = "patch a sample (truth.sample=COUNT or a fraction)"
-    remedy += " or set diagnostics=false" if spec.diagnostics else ""
-    check_cost(
-        f"{what} of {n_truth} components", run_cost(n_truth, spec.diagnostics), limit, remedy
-    )
+    if tier == "exact":
+        remedy += " or set diagnostics=cheap (its cost does not grow with the components)"
+    check_cost(f"{what} of {n_truth} components", run_cost(n_truth, tier), limit, remedy)
 
 
 def on_all_components(column: Any, scored: np.ndarray) -> Any:
