@@ -114,6 +114,27 @@ DEVICES = ("cpu", "cuda", "auto")
 """The accepted ``dtype`` and ``model.dtype`` values (torch dtypes of those names)."""
 
 
+DIAGNOSTICS_TIERS = ("cheap", "exact", "off")
+"""The values of ``diagnostics``: ``cheap`` (scores from a fixed number of batched passes,
+whatever the number of components), ``exact`` (also each component's own path derivatives: the
+curvature ratio and both error bounds, O(N) passes) and ``off``; see :mod:`harness.diagnostics`."""
+DIAGNOSTICS_ALIASES = {True: "exact", False: "off"}
+"""The boolean spellings of ``diagnostics``: true is ``exact``, false ``off``."""
+
+
+def diagnostics_tier(value: Any) -> str:
+    """The tier the ``diagnostics`` value names (one of :data:`DIAGNOSTICS_TIERS`; true and false
+    as :data:`DIAGNOSTICS_ALIASES`); anything else is a one-line error naming the accepted ones."""
+    from harness.registry import unknown_choice
+
+    if isinstance(value, bool):
+        return DIAGNOSTICS_ALIASES[value]
+    if isinstance(value, str) and value in DIAGNOSTICS_TIERS:
+        return value
+    accepted = [*DIAGNOSTICS_TIERS, *(str(k).lower() for k in DIAGNOSTICS_ALIASES)]
+    raise HarnessError(unknown_choice("diagnostics tier", value, accepted))
+
+
 @dataclass
 class OfflineSource:
     """A hub model's offline copy: a GGUF file inside a wheel on the package index
@@ -183,10 +204,10 @@ class RunConfig:
     direction: str = "noising"
     components: ComponentsConfig = field(default_factory=ComponentsConfig)
     topk: int = bounded(10, POSITIVE_INT)
-    diagnostics: bool = True
+    diagnostics: Any = DIAGNOSTICS_TIERS[0]  # diagnostics_tier: cheap | exact | off (or a bool)
     circuits: bool = True
     decomposition: bool = False  # where AtP's error comes from (harness/decomposition.py)
-    reliability: list[str] = field(default_factory=list)
+    reliability: Optional[list[str]] = None  # noqa: UP045 - null: the tier's scores
     flag: FlagConfig = field(default_factory=FlagConfig)
     unreliable: UnreliableConfig = field(default_factory=UnreliableConfig)
     truth: TruthConfig = field(default_factory=TruthConfig)

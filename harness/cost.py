@@ -105,13 +105,17 @@ def per_component_cost(n_components: int, evaluations: float, weight: float) -> 
     return 2 * FORWARD + n_components * evaluations * weight
 
 
-def run_cost(n_truth: int, diagnostics: bool, n_scores: int = 3) -> CostEstimate:
-    """The ground truth of ``n_truth`` components (one patched copy each) and, with
-    ``diagnostics``, f'(0) and f''(0) of each path (the shared pass), f'(1) (a patched copy
-    with its backward) plus two gradients."""
+def run_cost(n_truth: int, diagnostics: str) -> CostEstimate:
+    """The ground truth of ``n_truth`` components (one patched copy each) and the
+    ``diagnostics`` tier (:data:`harness.config.DIAGNOSTICS_TIERS`): ``cheap``, two gradients
+    whatever ``n_truth``; ``exact``, also f'(0) and f''(0) of each path (the shared pass) and
+    f'(1) (a patched copy with its backward)."""
     cost = per_component_cost(n_truth, 1, FORWARD)
     detail = "1 patched forward per component"
-    if diagnostics:
+    if diagnostics == "cheap":
+        cost += 2 * (FORWARD + BACKWARD)
+        detail += " + diagnostics: 2 gradients"
+    elif diagnostics == "exact":
         per_component = AT_ZERO + FORWARD + BACKWARD
         cost += per_component_cost(n_truth, 1, per_component) + 3 * (FORWARD + BACKWARD)
         detail += f" + diagnostics: {per_component:g} per component"

@@ -1,22 +1,35 @@
-"""Reliability scores, flags and error bounds for every run.
+"""Reliability scores, flags and error bounds for every run, in two tiers.
 
 Reliability scores (larger = distrust the first-order estimate more), per component c with
 f_c(t) = L(base | a_c <- a_c + t d_c) (see :mod:`harness.second_order`):
 
-- ``curvature_ratio``: r_c = |f_c''(0)| / (2 |f_c'(0)|) = |d_c^T H_c d_c| / (2 |g_c . d_c|): the
-  second-order term over the first. Cost: one batched forward, backward and HVP per chunk.
+- ``abs_atp``: |f_c'(0)| = |g_c . d_c|, the size of AtP's own estimate. Cost: none beyond AtP.
+  Every run reports it beside the others: a score is worth its cost only where it finds the
+  unreliable components better than |AtP| does.
 - ``delta_norm``: ||d_c||, the L2 norm of the perturbation over the component's slice and all
   prompts. Cost: the two forward passes AtP already makes.
 - ``grad_disagreement``: |(g_c(source) - g_c(base)) . d_c| / (2 |g_c(base) . d_c|), the
   disagreement of first-order estimates taken with the gradient of the base run and of the
   source run (for a quadratic f_c it equals ``curvature_ratio``). Cost: one extra backward.
+- ``curvature_ratio``: r_c = |f_c''(0)| / (2 |f_c'(0)|) = |d_c^T H_c d_c| / (2 |g_c . d_c|): the
+  second-order term over the first. Cost: one HVP per component, batched.
 
-Ground-truth label: c is *unreliable* when |AtP_c - truth_c| > ``abs + rel * |truth_c|``
-(defaults 0.05 metric units and 0.25). A score flags c when it exceeds its threshold, or, for a
-score without threshold, when it is in the top ``flag_fraction`` of components. Precision,
-recall and F1 of the flags, and AUROC and average precision of the raw score, are reported.
+Tiers (the ``diagnostics`` option, :data:`harness.config.DIAGNOSTICS_TIERS`): ``cheap``
+computes the first three scores from a fixed number of batched passes (two forwards, two
+backwards), whatever the number of components, and no bound; ``exact`` adds every component's
+own path derivatives f_c'(0), f_c''(0) and f_c'(1) (passes in proportion to the number of
+components): the curvature ratio and both bounds.
 
-Error bounds (intervals that should contain the true effect; judged by measured coverage):
+Ground-truth labels: c is *unreliable* when |AtP_c - truth_c| > ``abs + rel * |truth_c|``
+(defaults 0.05 metric units and 0.25), a test that large effects dominate; c is
+*unreliable_rel* when |AtP_c - truth_c| > ``rel * |truth_c|``, the relative error alone. A score
+flags c when it exceeds its threshold, or, for a score without threshold, when it is in the top
+``flag_fraction`` of components. Precision, recall and F1 of the flags, and AUROC and average
+precision of the raw score, are reported against ``unreliable``; AUROC and average precision
+against ``unreliable_rel`` too.
+
+Error bounds (``exact`` only; intervals that should contain the true effect; judged by measured
+coverage):
 
 - AtP interval ``[min(f'(0), f'(1)), max(f'(0), f'(1))]``: Delta_c = integral of f_c'(t) over
   [0, 1] lies between f_c'(0) and f_c'(1) whenever f_c' is monotone on the path (f_c convex or
@@ -27,15 +40,14 @@ Error bounds (intervals that should contain the true effect; judged by measured 
   s', so |f'''| is estimated by 2 |f'(1) - f'(0) - f''(0)|: a mean of f''' weighted towards the
   start of the path, as R's own weight is. Exact for a cubic f_c, an assumption otherwise. It
   needs f_c'(1) only, which the AtP interval computes anyway (a first-order pass at t = 1); an
-  estimate from f''(1) needs a second-order pass there, as costly as the HVP itself. (Before
-  2026-11-30 the spread was |f''(1) - f''(0)| / 6: the same for a cubic, f''' unweighted.)
+  estimate from f''(1) needs a second-order pass there, as costly as the HVP itself.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -50,7 +62,17 @@ from harness.patching import collect_activations, metric_gradients, site_names
 from harness.registry import unknown_choice
 from harness.second_order import path_derivatives
 
-SCORES = ("curvature_ratio", "delta_norm", "grad_disagreement")
+SCORES = ("curvature_ratio", "delta_norm", "grad_disagreement", "abs_atp")
+TIER_SCORES = {
+    "cheap": ("abs_atp", "delta_norm", "grad_disagreement"),
+    "exact": SCORES,
+}
+"""The scores each tier computes, in the order ``reliability: null`` reports them (the first
+sets ``flagged``)."""
+SCORE_TIER = {name: next(t for t in TIER_SCORES if name in TIER_SCORES[t]) for name in SCORES}
+"""The cheapest tier that computes each score (``score_tier_<score>`` in the summary)."""
+BASELINE_SCORE = "abs_atp"
+"""The score every run reports, whatever ``reliability`` lists: |AtP| itself."""
 BOUNDS = ("atp", "hvp")
 """The error bounds, each named by the estimate it brackets (f'(0); f'(0) + f''(0) / 2)."""
 BOUND_FORMULAS = {
@@ -59,19 +81,42 @@ BOUND_FORMULAS = {
 }
 """What each bound is (module docstring); part of the diagnostics' cache key, so an entry
 cached under another formula is never read back."""
-DEFAULT_THRESHOLDS = {"curvature_ratio": 0.5, "delta_norm": None, "grad_disagreement": 0.5}
+NO_BOUNDS = "diagnostics=cheap takes no path derivative; diagnostics=exact computes the bounds"
+"""Why a cheap run's summary has no bound (``bounds_missing``)."""
+DEFAULT_THRESHOLDS = {
+    "curvature_ratio": 0.5,
+    "delta_norm": None,
+    "grad_disagreement": 0.5,
+    "abs_atp": None,
+}
 _TINY = 1e-12
 
 
 @dataclass
 class PathQuantities:
-    """Per-component f'(0), f''(0) and (both ends) f'(1) (float64 [n]), and the site tensors."""
+    """Per-component f'(0), f''(0) and (both ends) f'(1) (float64 [n]), the site tensors and,
+    once taken, dL/da at every site of the base and of the source run."""
 
     first0: torch.Tensor | None
     second0: torch.Tensor | None
     first1: torch.Tensor | None
     base: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
     source: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+    base_grads: dict[str, torch.Tensor] | None = field(repr=False, default=None)
+    source_grads: dict[str, torch.Tensor] | None = field(repr=False, default=None)
+
+
+def site_tensors(ctx: AttributionContext, path: PathQuantities | None) -> PathQuantities:
+    """``path`` (empty when None) with the base and source activations at every site of
+    ``ctx.components`` collected where it lacks them (one forward per run)."""
+    path = path if path is not None else PathQuantities(None, None, None)
+    names = site_names(ctx.components)
+    base, source = path.base, path.source
+    if not base:
+        _, base = collect_activations(ctx, ctx.base_tokens, names)
+    if not source:
+        _, source = collect_activations(ctx, ctx.source_tokens, names)
+    return replace(path, base=base, source=source)
 
 
 def path_quantities(
@@ -82,15 +127,11 @@ def path_quantities(
 ) -> PathQuantities:
     """First and second path derivatives at t=0 (and, ``both_ends``, the first at t=1) of every
     component's path, from :func:`harness.second_order.path_derivatives` (``tensors``: reuse
-    its site tensors instead of collecting them; ``at_zero``: f'(0) and f''(0), float64
-    [n_components] each, already taken from it, as a method's
+    its site tensors and gradients instead of collecting them; ``at_zero``: f'(0) and f''(0),
+    float64 [n_components] each, already taken from it, as a method's
     :attr:`~harness.methods.base.MethodOutput.at_zero`)."""
-    names = site_names(ctx.components)
-    if tensors is not None:
-        base, source = tensors.base, tensors.source
-    else:
-        _, base = collect_activations(ctx, ctx.base_tokens, names)
-        _, source = collect_activations(ctx, ctx.source_tokens, names)
+    path = site_tensors(ctx, tensors)
+    base, source = path.base, path.source
     if at_zero is not None:
         first0, second0 = (value.detach().double().cpu() for value in at_zero)
         for value in (first0, second0):
@@ -104,7 +145,33 @@ def path_quantities(
     first1 = None
     if both_ends:
         first1, _ = path_derivatives(ctx, ctx.components, base, source, t=1.0, second=False)
-    return PathQuantities(first0, second0, first1, base, source)
+    return replace(path, first0=first0, second0=second0, first1=first1)
+
+
+def first_order(
+    ctx: AttributionContext, path: PathQuantities | None = None, source_grads: bool = False
+) -> PathQuantities:
+    """``path`` completed with what AtP's passes give: dL/da of the base run (and, with
+    ``source_grads``, of the source run), the site tensors, and f'(0) = g_c . d_c (float64
+    [n_components]) where ``path`` has none. One forward and backward per run whose gradient
+    is taken, one forward for the other's activations; nothing per component."""
+    path = path if path is not None else PathQuantities(None, None, None)
+    names = site_names(ctx.components)
+    base, source = path.base, path.source
+    g_base, g_source = path.base_grads, path.source_grads
+    if g_base is None:
+        _, acts, g_base = metric_gradients(ctx, ctx.base_tokens, names)
+        base = base or acts
+    if source_grads and g_source is None:
+        _, acts, g_source = metric_gradients(ctx, ctx.source_tokens, names)
+        source = source or acts
+    path = site_tensors(ctx, replace(path, base=base, source=source))
+    first0 = path.first0
+    if first0 is None:
+        delta = {k: path.source[k] - path.base[k] for k in names}
+        first0 = reduce_per_component({k: delta[k] * g_base[k] for k in names}, ctx.components)
+        first0 = first0.double().cpu()
+    return replace(path, first0=first0, base_grads=g_base, source_grads=g_source)
 
 
 def reliability_scores(
@@ -115,21 +182,33 @@ def reliability_scores(
 ) -> dict[str, torch.Tensor]:
     """The requested reliability scores, each float64 [n_components].
 
-    ``path`` (optional): the path quantities (with the site tensors) already computed;
+    ``path`` (optional): the path quantities, site tensors or gradients already computed;
     ``base_grads`` (optional): dL/da of the base run at every site, already computed."""
+    return _scores(ctx, which, path, base_grads)[0]
+
+
+def _scores(
+    ctx: AttributionContext,
+    which: Sequence[str],
+    path: PathQuantities | None,
+    base_grads: dict[str, torch.Tensor] | None = None,
+) -> tuple[dict[str, torch.Tensor], PathQuantities]:
+    """:func:`reliability_scores` and the path quantities they were computed from."""
     for name in which:
         if name not in SCORES:
             raise HarnessError(unknown_choice("reliability score", name, list(SCORES)))
-    names = site_names(ctx.components)
-    out: dict[str, torch.Tensor] = {}
-    if (path is None or path.first0 is None) and "curvature_ratio" in which:
+    path = path if path is not None else PathQuantities(None, None, None)
+    if base_grads is not None:
+        path = replace(path, base_grads=base_grads)
+    if "curvature_ratio" in which and path.second0 is None:
         path = path_quantities(ctx, both_ends=False, tensors=path)
-    if path is not None:
-        base, source = path.base, path.source
+    if "abs_atp" in which or "grad_disagreement" in which:
+        path = first_order(ctx, path, source_grads="grad_disagreement" in which)
     else:
-        _, base = collect_activations(ctx, ctx.base_tokens, names)
-        _, source = collect_activations(ctx, ctx.source_tokens, names)
-    delta = {name: source[name] - base[name] for name in names}
+        path = site_tensors(ctx, path)
+    names = site_names(ctx.components)
+    delta = {name: path.source[name] - path.base[name] for name in names}
+    out: dict[str, torch.Tensor] = {}
     if "curvature_ratio" in which:
         out["curvature_ratio"] = path.second0.abs() / (2 * path.first0.abs() + _TINY)
     if "delta_norm" in which:
@@ -138,10 +217,7 @@ def reliability_scores(
         )
         out["delta_norm"] = squares.sqrt().cpu()
     if "grad_disagreement" in which:
-        g_base = base_grads
-        if g_base is None:
-            _, _, g_base = metric_gradients(ctx, ctx.base_tokens, names)
-        _, _, g_source = metric_gradients(ctx, ctx.source_tokens, names)
+        g_base, g_source = path.base_grads, path.source_grads
         atp_base = reduce_per_component({k: delta[k] * g_base[k] for k in names}, ctx.components)
         atp_source = reduce_per_component(
             {k: delta[k] * g_source[k] for k in names}, ctx.components
@@ -149,7 +225,9 @@ def reliability_scores(
         out["grad_disagreement"] = (
             (atp_source - atp_base).abs().double() / (2 * atp_base.abs().double() + _TINY)
         ).cpu()
-    return out
+    if "abs_atp" in which:
+        out["abs_atp"] = path.first0.abs()
+    return out, path
 
 
 def hvp_spread(first0: np.ndarray, second0: np.ndarray, first1: np.ndarray) -> np.ndarray:
@@ -204,61 +282,103 @@ def bound_quality(lo: np.ndarray, hi: np.ndarray, truth: np.ndarray) -> dict[str
     }
 
 
-def check_reliability_config(cfg: Mapping[str, Any]) -> None:
-    """One-line errors for bad reliability/flag settings."""
-    for name in cfg.get("scores", []):
+def check_reliability_config(cfg: Mapping[str, Any], tier: str = "exact") -> list[str]:
+    """One-line errors for bad reliability/flag settings, or a score the ``tier`` does not
+    compute; returns the scores a run of that tier reports: ``cfg["scores"]`` (null: the
+    tier's own, :data:`TIER_SCORES`), with :data:`BASELINE_SCORE` added last if missing."""
+    scores = cfg.get("scores")
+    for name in scores or []:
         if name not in SCORES:
             raise HarnessError(unknown_choice("reliability score", name, list(SCORES)))
+        if tier == "cheap" and name not in TIER_SCORES["cheap"]:
+            raise HarnessError(
+                f"reliability score {name!r} needs diagnostics=exact (one path derivative per "
+                f"component); diagnostics=cheap computes {', '.join(TIER_SCORES['cheap'])}"
+            )
     check_ranges({"fraction": cfg.get("flag_fraction", 0.2)}, FlagConfig, "flag.")
+    if tier not in TIER_SCORES:
+        return list(scores or [])
+    chosen = list(TIER_SCORES[tier] if scores is None else scores)
+    return chosen + [BASELINE_SCORE] * (BASELINE_SCORE not in chosen)
 
 
 @dataclass(frozen=True)
 class DiagnosticSettings:
     """What the diagnostics compute besides the model, prompts and components: the reliability
-    ``scores`` (the first one sets ``flagged``), the ``flag`` settings (``fraction``,
-    ``thresholds``) and the ``unreliable`` label's tolerances (``abs``, ``rel``)."""
+    ``scores`` (the first one sets ``flagged``; |AtP| is added when missing), the ``flag``
+    settings (``fraction``, ``thresholds``), the labels' tolerances (``abs``, ``rel``) and the
+    ``tier`` (``cheap`` or ``exact``)."""
 
     scores: Sequence[str]
     flag: Mapping[str, Any]
     unreliable: Mapping[str, Any]
+    tier: str = "exact"
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready, for the cache key."""
-        return {
-            "scores": list(self.scores),
-            "flag": _plain(self.flag),
-            "unreliable": _plain(self.unreliable),
-        }
+    def reported(self) -> list[str]:
+        """The scores reported, in order: ``scores`` and then |AtP| if missing."""
+        chosen = list(self.scores)
+        return chosen + [BASELINE_SCORE] * (BASELINE_SCORE not in chosen)
 
 
-def run_diagnostics(
+def tier_keys(tier: str) -> list[str]:
+    """The names of what :func:`tier_values` gives for ``tier``."""
+    keys = ["atp", *(f"reliability_{name}" for name in TIER_SCORES[tier])]
+    return keys + ["second0", "first1"] * (tier == "exact")
+
+
+def tier_values(
     ctx: AttributionContext,
+    tier: str,
+    at_zero: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict[str, np.ndarray]:
+    """What the ``tier``'s passes give, float64 [n_components] each: ``atp`` (f'(0)),
+    ``reliability_<score>`` for each score of :data:`TIER_SCORES`, and (exact) ``second0``
+    (f''(0)) and ``first1`` (f'(1)) for the bounds. ``at_zero``: f'(0) and f''(0) a method
+    already computed (:func:`path_quantities`; the cheap tier takes no path derivative)."""
+    if tier not in TIER_SCORES:
+        raise HarnessError(unknown_choice("diagnostics tier", tier, list(TIER_SCORES)))
+    path = path_quantities(ctx, at_zero=at_zero) if tier == "exact" else None
+    scores, path = _scores(ctx, TIER_SCORES[tier], path)
+    values = {"atp": path.first0.numpy()}
+    values |= {f"reliability_{name}": value.numpy() for name, value in scores.items()}
+    if tier == "exact":
+        values |= {"second0": path.second0.numpy(), "first1": path.first1.numpy()}
+    return values
+
+
+def diagnostic_columns(
+    values: Mapping[str, np.ndarray],
     truth: np.ndarray,
     settings: DiagnosticSettings,
     bound_kind: str | None,
-    at_zero: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Per-component columns and summary values of the reliability scores, flags and bounds.
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Per-component columns and summary values from a tier's :func:`tier_values` (no pass).
 
-    Columns: ``reliability_<score>``, ``unreliable`` (the label), ``flagged`` (by the first
-    score), ``atp_bound_lo/hi``, ``hvp_bound_lo/hi``, and ``bound_lo/hi`` for the method's own
-    estimate kind (``bound_kind`` "atp" or "hvp"; NaN for other methods). ``at_zero``: f'(0)
-    and f''(0) already computed (:func:`path_quantities`).
+    Columns: ``reliability_<score>``, ``unreliable`` and ``unreliable_rel`` (the labels),
+    ``flagged`` (by the first score), and ``bound_lo/hi`` for the method's own estimate kind
+    (``bound_kind`` "atp" or "hvp"; NaN for other methods and in the cheap tier); exact only:
+    ``atp_bound_lo/hi``, ``hvp_bound_lo/hi``.
     """
-    scores, flag_cfg, unreliable_cfg = settings.scores, settings.flag, settings.unreliable
+    flag_cfg, unreliable_cfg = settings.flag, settings.unreliable
     fraction = float(flag_cfg.get("fraction", 0.2))
     thresholds = dict(DEFAULT_THRESHOLDS, **(flag_cfg.get("thresholds") or {}))
-    path = path_quantities(ctx, at_zero=at_zero)
-    atp = path.first0.numpy()
-    hvp = (path.first0 + path.second0 / 2).numpy()
-    labels = unreliable_labels(
-        atp, truth, float(unreliable_cfg.get("abs", 0.05)), float(unreliable_cfg.get("rel", 0.25))
-    )
-    columns: dict[str, np.ndarray] = {"unreliable": labels}
-    summary: dict[str, float] = {"n_unreliable": int(labels.sum())}
-    values = reliability_scores(ctx, scores, path)
-    for rank, name in enumerate(scores):
-        score = values[name].numpy()
+    atp = values["atp"]
+    rel = float(unreliable_cfg.get("rel", 0.25))
+    labels = unreliable_labels(atp, truth, float(unreliable_cfg.get("abs", 0.05)), rel)
+    relative = unreliable_labels(atp, truth, 0.0, rel)
+    columns: dict[str, np.ndarray] = {"unreliable": labels, "unreliable_rel": relative}
+    summary: dict[str, Any] = {
+        "diagnostics_tier": settings.tier,
+        "n_unreliable": int(labels.sum()),
+        "n_unreliable_rel": int(relative.sum()),
+    }
+    for rank, name in enumerate(settings.reported()):
+        if f"reliability_{name}" not in values:
+            raise HarnessError(
+                f"reliability score {name!r} needs diagnostics={SCORE_TIER[name]}; "
+                f"diagnostics={settings.tier} computes {', '.join(TIER_SCORES[settings.tier])}"
+            )
+        score = values[f"reliability_{name}"]
         flags = flag_components(score, thresholds.get(name), fraction)
         quality = flag_quality(flags, score, labels)
         columns[f"reliability_{name}"] = score
@@ -266,12 +386,21 @@ def run_diagnostics(
             summary[f"flag_{key}_{name}"] = value
             if rank == 0:
                 summary[f"flag_{key}"] = value
+        summary[f"flag_auroc_{name}_rel"] = roc_auc(score, relative)
+        summary[f"flag_ap_{name}_rel"] = average_precision(score, relative)
+        summary[f"score_tier_{name}"] = SCORE_TIER[name]
         if rank == 0:
             columns["flagged"] = flags
             summary["flag_score"] = name
-    spread = hvp_spread(path.first0.numpy(), path.second0.numpy(), path.first1.numpy())
+    if "first1" not in values:
+        summary["bounds_missing"] = NO_BOUNDS
+        select_bound(columns, summary, None)
+        return columns, summary
+    first1 = values["first1"]
+    spread = hvp_spread(atp, values["second0"], first1)
+    hvp = atp + values["second0"] / 2
     bounds = {  # keyed by BOUNDS
-        "atp": (np.minimum(atp, path.first1.numpy()), np.maximum(atp, path.first1.numpy())),
+        "atp": (np.minimum(atp, first1), np.maximum(atp, first1)),
         "hvp": (hvp - spread, hvp + spread),
     }
     for kind, (lo, hi) in bounds.items():
@@ -282,6 +411,20 @@ def run_diagnostics(
         summary[f"{kind}_bound_formula"] = BOUND_FORMULAS[kind]
     select_bound(columns, summary, bound_kind)
     return columns, summary
+
+
+def run_diagnostics(
+    ctx: AttributionContext,
+    truth: np.ndarray,
+    settings: DiagnosticSettings,
+    bound_kind: str | None,
+    at_zero: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Per-component columns and summary values of the reliability scores, flags and bounds of
+    ``settings.tier`` (:func:`tier_values`, then :func:`diagnostic_columns`). ``at_zero``:
+    f'(0) and f''(0) already computed (:func:`path_quantities`)."""
+    values = tier_values(ctx, settings.tier, at_zero)
+    return diagnostic_columns(values, truth, settings, bound_kind)
 
 
 def select_bound(
@@ -312,16 +455,16 @@ def cached_diagnostics(
     bound_kind: str | None,
     at_zero: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """:func:`run_diagnostics` (``at_zero`` passed on), computed once per ground truth and
-    settings and cached.
+    """:func:`run_diagnostics` (``at_zero`` passed on), its passes made once per ground truth
+    and tier and cached.
 
-    The scores, labels, flags and both bounds depend only on the model, prompts, components,
-    metric and direction (what ``truth_key`` identifies), the score list and the flag / label
-    settings, never on the method; only which bound brackets the method's estimate does, and
-    that is read off the cached ``atp`` / ``hvp`` bounds. So the methods of a grid share one
-    computation, stored under ``cache_dir/diagnostics/<hash>.json`` with a content hash (a
-    corrupted entry is recomputed). Without ``cache_dir`` or ``truth_key`` nothing is cached.
-    Adds ``diagnostics_cached`` to the summary.
+    What the passes give (:func:`tier_values`) depends only on the model, prompts, components,
+    metric and direction (what ``truth_key`` identifies) and the tier, never on the method nor
+    the flag and label settings (applied to the values on every read, no pass). So the methods
+    of a grid share one computation, stored under ``cache_dir/diagnostics/<hash>.json`` with a
+    content hash (a corrupted entry is recomputed). An exact entry also serves a cheap request
+    (it holds every cheap score); a cheap one never an exact request. Without ``cache_dir`` or
+    ``truth_key`` nothing is cached. Adds ``diagnostics_cached`` to the summary.
     """
     from pathlib import Path
 
@@ -330,40 +473,28 @@ def cached_diagnostics(
     if cache_dir is None or truth_key is None:
         columns, summary = run_diagnostics(ctx, truth, settings, bound_kind, at_zero)
         return columns, {**summary, "diagnostics_cached": False}
-    key = {"truth": truth_key, **settings.as_dict(), "bounds": BOUND_FORMULAS}
-    path = Path(cache_dir) / "diagnostics" / f"{content_hash(key)[:24]}.json"
-    entry = read_hashed_json(path)
-    cached = entry is not None and len(entry["columns"]["unreliable"]) == len(truth)
-    if cached:
-        columns = {
-            name: np.asarray(values, dtype=entry["dtypes"][name])
-            for name, values in entry["columns"].items()
-        }
-        # undefined scores are stored as null (strict JSON): NaN again, as computed fresh
-        summary = {k: math.nan if v is None else v for k, v in entry["summary"].items()}
-    else:
-        columns, summary = run_diagnostics(ctx, truth, settings, None, at_zero)
-        write_hashed_json(
-            path,
-            {
-                "settings": key,
-                "columns": {name: column.tolist() for name, column in columns.items()},
-                "dtypes": {name: str(column.dtype) for name, column in columns.items()},
-                "summary": summary,
-            },
-        )
-    select_bound(columns, summary, bound_kind)
+
+    def entry_path(tier: str) -> Path:
+        key = {"truth": truth_key, "tier": tier, "scores": TIER_SCORES[tier]}
+        key["bounds"] = BOUND_FORMULAS
+        return Path(cache_dir) / "diagnostics" / f"{content_hash(key)[:24]}.json"
+
+    tier = settings.tier
+    if tier not in TIER_SCORES:
+        raise HarnessError(unknown_choice("diagnostics tier", tier, list(TIER_SCORES)))
+    wanted = tier_keys(tier)
+    servers = [tier] + [t for t in TIER_SCORES if t != tier and set(wanted) <= set(tier_keys(t))]
+    values = None
+    for server in servers:
+        entry = read_hashed_json(entry_path(server))
+        if entry is not None and len(entry["values"]["atp"]) == len(truth):
+            values = {k: np.asarray(entry["values"][k], dtype=np.float64) for k in wanted}
+            break
+    cached = values is not None
+    if values is None:
+        values = tier_values(ctx, tier, at_zero)
+        stored = {name: value.tolist() for name, value in values.items()}
+        write_hashed_json(entry_path(tier), {"tier": tier, "values": stored})
+    columns, summary = diagnostic_columns(values, truth, settings, bound_kind)
     summary["diagnostics_cached"] = cached
     return columns, summary
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-ready copy of a (possibly OmegaConf) mapping."""
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(value, DictConfig):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return {str(k): v for k, v in dict(value).items()}

@@ -37,11 +37,16 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
 earlier results: a key at that value is left out of the config hash, so adding an option does
 not turn every committed record into one to recompute on resume."""
 
+HASH_ALIASES: dict[str, dict[str, Any]] = {"diagnostics": {"exact": True, "off": False}}
+"""Keys (dotted: nested) whose value has a newer spelling of the same meaning: the newer one
+hashes as the older (:data:`harness.config.DIAGNOSTICS_ALIASES`), so a committed record stays
+the same job."""
+
 
 def config_hash(container: Mapping[str, Any]) -> str:
     """Hash of the resolved config minus the keys that cannot change the results
     (:data:`SEMANTIC_EXCLUDE`) and the newer keys at their neutral default
-    (:data:`HASH_NEUTRAL_DEFAULTS`)."""
+    (:data:`HASH_NEUTRAL_DEFAULTS`), with values spelled as :data:`HASH_ALIASES` says."""
     from harness.storage import content_hash
 
     def dropped(key: str, value: Any) -> bool:
@@ -49,9 +54,14 @@ def config_hash(container: Mapping[str, Any]) -> str:
             return True
         return key in HASH_NEUTRAL_DEFAULTS and value == HASH_NEUTRAL_DEFAULTS[key]
 
+    def spelled(key: str, value: Any) -> Any:
+        if isinstance(value, str):
+            return HASH_ALIASES.get(key, {}).get(value, value)
+        return value
+
     def kept(node: Mapping[str, Any], prefix: str) -> dict[str, Any]:
         return {
-            k: kept(v, f"{prefix}{k}.") if isinstance(v, Mapping) else v
+            k: kept(v, f"{prefix}{k}.") if isinstance(v, Mapping) else spelled(f"{prefix}{k}", v)
             for k, v in node.items()
             if not dropped(f"{prefix}{k}", v)
         }
@@ -82,10 +92,10 @@ class JobSpec:
     metric: str
     direction: str
     topk: int
-    diagnostics: bool
+    diagnostics: str  # harness.config.DIAGNOSTICS_TIERS
     decomposition: bool
     circuits: bool
-    reliability: list[str]
+    reliability: list[str]  # the tier's scores when the config leaves it null
     flag: dict[str, Any]
     unreliable: dict[str, Any]
     truth_sample: int | float | None
@@ -103,7 +113,7 @@ def job_spec(container: Mapping[str, Any], key: str | None = None) -> JobSpec:
     The first violation is a one-line :class:`HarnessError` naming the value and the accepted
     ones."""
     from harness.components import check_components
-    from harness.config import check_names, check_ranges, unknown_keys
+    from harness.config import check_names, check_ranges, diagnostics_tier, unknown_keys
     from harness.context import check_direction
     from harness.diagnostics import check_reliability_config
     from harness.ground_truth import check_truth_sample
@@ -124,8 +134,10 @@ def job_spec(container: Mapping[str, Any], key: str | None = None) -> JobSpec:
     check_components(list(components["sites"]), str(components["positions"]))
     check_metric(cfg["metric"])
     check_direction(cfg["direction"])
-    flag_fraction = cfg["flag"]["fraction"]
-    check_reliability_config({"scores": cfg["reliability"], "flag_fraction": flag_fraction})
+    tier = diagnostics_tier(cfg["diagnostics"])
+    reliability = check_reliability_config(
+        {"scores": cfg["reliability"], "flag_fraction": cfg["flag"]["fraction"]}, tier
+    )
     truth = cfg["truth"]
     check_truth_sample(truth["sample"])  # a count or a fraction; the other truth.* are ranges
     progress = check_progress(cfg["progress"])
@@ -150,10 +162,10 @@ def job_spec(container: Mapping[str, Any], key: str | None = None) -> JobSpec:
         metric=cfg["metric"],
         direction=cfg["direction"],
         topk=cfg["topk"],
-        diagnostics=bool(cfg["diagnostics"]),
+        diagnostics=tier,
         decomposition=bool(cfg["decomposition"]),
         circuits=bool(cfg["circuits"]),
-        reliability=list(cfg["reliability"]),
+        reliability=reliability,
         flag=dict(cfg["flag"]),
         unreliable=dict(cfg["unreliable"]),
         truth_sample=truth["sample"],

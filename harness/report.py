@@ -16,6 +16,9 @@ under ``DIR/report/`` (or ``--out``; nothing is written when no run is complete)
   counted in ``runs``; under each, the rows' environment (library versions, device), with a
   warning (also on stderr) when one table mixes versions of
   :data:`harness.environment.VERSION_KEYS`;
+  then one table per task of the reliability scores: rows model x score,
+  the tier that computes the score, its AUROC and average precision against both labels
+  (``unreliable``, ``unreliable_rel``), each AUROC beside that of |AtP| itself;
 - ``figures/*.png`` and ``*.pdf``: estimate vs truth per method, error vs cost (Pareto front),
   error per layer and site, and the reliability scores' precision-recall curve.
 
@@ -40,7 +43,15 @@ from harness.environment import VERSION_KEYS
 
 ID_COLUMNS = ("model", "task", "method")
 # Settings that make two runs of one (model, task, method) different rows, when they vary.
-SETTING_COLUMNS = ("metric", "direction", "sites", "positions", "dtype", "n_prompts")
+SETTING_COLUMNS = (
+    "metric",
+    "direction",
+    "sites",
+    "positions",
+    "dtype",
+    "n_prompts",
+    "diagnostics_tier",
+)
 # (summary key, table header, format): the table's columns, in order.
 TABLE_COLUMNS = (
     ("clean_accuracy", "clean acc.", "{:.2f}"),  # the model's own accuracy on the task
@@ -76,7 +87,17 @@ NUMBER_FIELDS = tuple(k for k, _, _ in TABLE_COLUMNS if k not in BOOL_FIELDS) + 
     "forward_s",
     "seed",
 )
-TEXT_FIELDS = ID_COLUMNS + ("metric", "direction", "dtype", "positions")
+TEXT_FIELDS = ID_COLUMNS + ("metric", "direction", "dtype", "positions", "diagnostics_tier")
+# (column, header, summary key with {score}): the reliability table's columns, in order; the
+# abs_atp columns repeat the AUROC of |AtP| itself on every row.
+RELIABILITY_COLUMNS = (
+    ("auroc", "AUROC", "flag_auroc_{score}"),
+    ("auroc_abs_atp", "abs_atp AUROC", "flag_auroc_abs_atp"),
+    ("ap", "AP", "flag_ap_{score}"),
+    ("auroc_rel", "AUROC rel", "flag_auroc_{score}_rel"),
+    ("auroc_abs_atp_rel", "abs_atp AUROC rel", "flag_auroc_abs_atp_rel"),
+    ("ap_rel", "AP rel", "flag_ap_{score}_rel"),
+)
 SKIP_DIRS = {"report", "wandb", "cache", "index", ".hydra", ".submitit", "__pycache__"}
 FIGURES = ("estimate_vs_truth", "error_vs_cost", "error_by_layer_site", "reliability_pr")
 # summary.json's ``environment`` keys shown per row group: the versions, then the device.
@@ -293,14 +314,20 @@ def collect(root: Path) -> Collected:
 # Tables
 
 
+def varying_settings(sub: pd.DataFrame) -> list[str]:
+    """The :data:`SETTING_COLUMNS` that differ between runs of one (model, method)."""
+    keys = ["model", "method"]
+    return [
+        col
+        for col in SETTING_COLUMNS
+        if col in sub and sub.groupby(keys, dropna=False)[col].nunique(dropna=False).max() > 1
+    ]
+
+
 def row_keys(sub: pd.DataFrame) -> list[str]:
     """The columns that name one row of a task's table: model, method and each of
     :data:`SETTING_COLUMNS` that varies between runs of one model and method."""
-    keys = ["model", "method"]
-    for col in SETTING_COLUMNS:
-        if col in sub and sub.groupby(keys, dropna=False)[col].nunique(dropna=False).max() > 1:
-            keys.append(col)
-    return keys
+    return ["model", "method", *varying_settings(sub)]
 
 
 def table_frames(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -368,6 +395,41 @@ def mixed_warning(task: str, what: str) -> str:
     return f"table {task!r} mixes versions ({what}): its rows may not be comparable"
 
 
+def reliability_frames(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One table per task: rows model (x varying settings) x reliability score, with the tier
+    that computes the score and its AUROC / average precision against both labels beside the
+    AUROC of |AtP|; averaged over the runs (every method of a setting shares the diagnostics).
+    Tasks whose runs report no score are left out."""
+    from harness.diagnostics import SCORE_TIER, SCORES
+
+    tables: dict[str, pd.DataFrame] = {}
+    if results.empty:
+        return tables
+    for task, sub in results.groupby("task", sort=True):
+        keys = ["model", *varying_settings(sub)]
+        parts = []
+        for score in SCORES:
+            key = f"flag_auroc_{score}"
+            if key not in sub or not sub[key].notna().any():
+                continue
+            part = sub.loc[sub[key].notna(), keys].copy()
+            part["score"], part["tier"] = score, SCORE_TIER[score]
+            for column, _, pattern in RELIABILITY_COLUMNS:
+                source = pattern.format(score=score)
+                values = sub.loc[part.index, source] if source in sub else math.nan
+                part[column] = pd.to_numeric(values, errors="coerce")
+            parts.append(part)
+        if not parts:
+            continue
+        frame = pd.concat(parts)
+        grouped = frame.groupby([*keys, "score", "tier"], sort=False, dropna=False)
+        table = grouped.mean()
+        table["runs"] = grouped.size()
+        table = table.reset_index().sort_values(keys, kind="stable")  # scores in SCORES order
+        tables[str(task)] = table.reset_index(drop=True)
+    return tables
+
+
 def _cell(value: Any, fmt: str, missing: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return missing
@@ -378,6 +440,7 @@ def _cell(value: Any, fmt: str, missing: str) -> str:
 
 def _header_and_cells(table: pd.DataFrame, missing: str) -> tuple[list[str], list[list[str]]]:
     labels = {k: (label, fmt) for k, label, fmt in TABLE_COLUMNS}
+    labels |= {k: (label, "{:.3f}") for k, label, _ in RELIABILITY_COLUMNS}
     labels["runs"] = ("runs", "{:.0f}")
     labels["device_name"] = ("device", "{}")
     header = [labels.get(c, (c, "{}"))[0] for c in table.columns]
@@ -397,47 +460,51 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _aligned_markdown(table: pd.DataFrame) -> list[str]:
-    """The lines of ``table`` as a Markdown table, columns padded, numbers right-aligned."""
-    header, cells = _header_and_cells(table, missing="-")
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"]
-    lines.append(
-        "| "
-        + " | ".join(
-            ("-" * (w - 1) + ":") if num else "-" * w
-            for w, num in zip(widths, numeric, strict=True)
-        )
-        + " |"
-    )
-    for row in cells:
-        aligned = zip(row, widths, numeric, strict=True)
-        padded = [c.rjust(w) if num else c.ljust(w) for c, w, num in aligned]
-        lines.append("| " + " | ".join(padded) + " |")
-    return lines
-
-
 def to_markdown(
     tables: dict[str, pd.DataFrame],
     environments: dict[str, pd.DataFrame] | None = None,
     mixed: dict[str, str] | None = None,
+    reliability: dict[str, pd.DataFrame] | None = None,
 ) -> str:
     """GitHub-flavoured Markdown, one section per task (no ``tabulate`` needed): the table, a
     warning where ``mixed`` (:func:`mixed_versions`) names the task, and the rows' environment
-    from ``environments`` (:func:`environment_frames`)."""
+    from ``environments`` (:func:`environment_frames`); then one section per task of
+    ``reliability`` (:func:`reliability_frames`)."""
     environments, mixed = environments or {}, mixed or {}
     out = ["# Attribution methods vs activation patching", ""]
     for task, table in tables.items():
         out += [f"## Task `{task}`", ""]
         if task in mixed:
             out += [f"> **Warning:** {mixed_warning(task, mixed[task])}.", ""]
-        out += [*_aligned_markdown(table), ""]
+        out += [*_markdown_rows(table), ""]
         if task in environments:
             out += [f"Environment of the runs of `{task}`:", ""]
-            out += [*_aligned_markdown(environments[task]), ""]
+            out += [*_markdown_rows(environments[task]), ""]
     out.append(_legend())
+    for task, table in (reliability or {}).items():
+        out += ["", f"## Reliability scores, task `{task}`", "", *_markdown_rows(table)]
+    if reliability:
+        out += ["", _reliability_legend()]
     return "\n".join(out) + "\n"
+
+
+def _markdown_rows(table: pd.DataFrame) -> list[str]:
+    """The lines of one Markdown table, numbers right-aligned."""
+    header, cells = _header_and_cells(table, missing="-")
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
+    rule = [
+        ("-" * (w - 1) + ":") if num else "-" * w for w, num in zip(widths, numeric, strict=True)
+    ]
+    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"]
+    out.append("| " + " | ".join(rule) + " |")
+    for row in cells:
+        padded = [
+            c.rjust(w) if num else c.ljust(w)
+            for c, w, num in zip(row, widths, numeric, strict=True)
+        ]
+        out.append("| " + " | ".join(padded) + " |")
+    return out
 
 
 _LATEX_SPECIAL = {
@@ -458,6 +525,35 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
+def to_latex(
+    tables: dict[str, pd.DataFrame],
+    environments: dict[str, pd.DataFrame] | None = None,
+    mixed: dict[str, str] | None = None,
+    reliability: dict[str, pd.DataFrame] | None = None,
+) -> str:
+    """One ``booktabs`` table per task (needs ``\\usepackage{booktabs}``; no jinja2 needed),
+    with a warning where ``mixed`` names the task and the rows' environment below it (as
+    :func:`to_markdown`), then one per task of ``reliability`` (:func:`reliability_frames`)."""
+    environments, mixed = environments or {}, mixed or {}
+    out = ["% Generated by harness-report; needs \\usepackage{booktabs}.", ""]
+    for task, table in tables.items():
+        warning = f" Warning: {mixed_warning(task, mixed[task])}." if task in mixed else ""
+        title = (
+            f"{latex_escape('Attribution methods vs activation patching on task')} "
+            f"\\texttt{{{latex_escape(task)}}}.{latex_escape(warning)}"
+        )
+        below = []
+        if task in environments:
+            below = ["", "\\medskip", "Environment of the runs:", "", "\\smallskip"]
+            below += _latex_tabular(environments[task])
+        out += _latex_table(table, title, "tab:", task, below)
+    for task, table in (reliability or {}).items():
+        caption = "Reliability scores (AUROC beside that of abs_atp) on task"
+        title = f"{latex_escape(caption)} \\texttt{{{latex_escape(task)}}}."
+        out += _latex_table(table, title, "tab:rel-", task)
+    return "\n".join(out)
+
+
 def _latex_tabular(table: pd.DataFrame) -> list[str]:
     """The lines of one ``booktabs`` tabular of ``table``."""
     header, cells = _header_and_cells(table, missing="--")
@@ -472,32 +568,22 @@ def _latex_tabular(table: pd.DataFrame) -> list[str]:
     return [*out, "\\bottomrule", "\\end{tabular}"]
 
 
-def to_latex(
-    tables: dict[str, pd.DataFrame],
-    environments: dict[str, pd.DataFrame] | None = None,
-    mixed: dict[str, str] | None = None,
-) -> str:
-    """One ``booktabs`` table per task (needs ``\\usepackage{booktabs}``; no jinja2 needed),
-    with a warning where ``mixed`` names the task and the rows' environment below it (as
-    :func:`to_markdown`)."""
-    environments, mixed = environments or {}, mixed or {}
-    out = ["% Generated by harness-report; needs \\usepackage{booktabs}.", ""]
-    for task, table in tables.items():
-        warning = f" Warning: {mixed_warning(task, mixed[task])}." if task in mixed else ""
-        out += [
-            "\\begin{table}[ht]",
-            "\\centering",
-            "\\small",
-            f"\\caption{{Attribution methods vs activation patching on task "
-            f"\\texttt{{{latex_escape(task)}}}.{latex_escape(warning)}}}",
-            f"\\label{{tab:{''.join(ch if ch.isalnum() else '-' for ch in task)}}}",
-            *_latex_tabular(table),
-        ]
-        if task in environments:
-            out += ["", "\\medskip", "Environment of the runs:", "", "\\smallskip"]
-            out += _latex_tabular(environments[task])
-        out += ["\\end{table}", ""]
-    return "\n".join(out)
+def _latex_table(
+    table: pd.DataFrame, caption: str, label: str, task: str, below: Sequence[str] = ()
+) -> list[str]:
+    """The lines of one ``booktabs`` table (``caption`` already escaped; ``below``: lines
+    after the tabular, inside the table)."""
+    return [
+        "\\begin{table}[ht]",
+        "\\centering",
+        "\\small",
+        f"\\caption{{{caption}}}",
+        f"\\label{{{label}{''.join(ch if ch.isalnum() else '-' for ch in task)}}}",
+        *_latex_tabular(table),
+        *below,
+        "\\end{table}",
+        "",
+    ]
 
 
 def _legend() -> str:
@@ -517,6 +603,17 @@ def _legend() -> str:
         "wall s, forward, backward, HVP: the method's cost. Means over `runs` runs. "
         "Environment: the versions and device each row's runs recorded (comma-separated when "
         f"they differ; {UNKNOWN}: a record without them)."
+    )
+
+
+def _reliability_legend() -> str:
+    return (
+        "Reliability scores: tier: the cheapest `diagnostics` tier that computes the score "
+        "(cheap: a fixed number of passes whatever the number of components; exact: passes in "
+        "proportion to it); AUROC / AP: how well the score ranks the components whose AtP error "
+        "exceeds `unreliable.abs + unreliable.rel * |truth|`, beside the AUROC of abs_atp, |AtP| "
+        "itself (a score is worth its cost only where it beats it); rel: the same against the "
+        "relative error alone (`unreliable.rel * |truth|`). Means over `runs` runs."
     )
 
 
@@ -562,8 +659,9 @@ def write_outputs(collected: Collected, out: Path, formats: Sequence[str]) -> No
     tables = table_frames(collected.results)
     environments = environment_frames(collected.results)
     mixed = mixed_versions(collected.results)
-    (out / "tables.md").write_text(to_markdown(tables, environments, mixed))
-    (out / "tables.tex").write_text(to_latex(tables, environments, mixed))
+    reliability = reliability_frames(collected.results)
+    (out / "tables.md").write_text(to_markdown(tables, environments, mixed, reliability))
+    (out / "tables.tex").write_text(to_latex(tables, environments, mixed, reliability))
     figure_dir = out / "figures"
     makers = {
         "estimate_vs_truth": lambda: plots.method_scatter(collected.estimates),

@@ -245,7 +245,7 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
 
     frame = estimates_frame(spec, components, estimates, truth_np, scored)
     diagnostics: dict[str, Any] = {}
-    if spec.diagnostics:
+    if spec.diagnostics != "off":
         scored_truth = truth_np[scored]
         at_zero = output.at_zero  # the method's exact f'(0), f''(0): not computed twice
         if at_zero is not None and truth_index is not None:
@@ -332,10 +332,12 @@ def run_diagnostics(
     truth_index: Any,
     at_zero: Any = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Reliability scores, flags and bounds on the scored components (``scored_truth``: their
-    true effects), cached per ground truth and settings and shared by the methods of a grid:
-    (per-scored-component columns, summary values). ``at_zero``: the scored components'
-    f'(0) and f''(0) when the method computed them (``MethodOutput.at_zero``)."""
+    """Reliability scores, flags and bounds of the ``diagnostics`` tier on the scored components
+    (``scored_truth``: their true effects), cached per ground truth and tier and shared by the
+    methods of a grid: (per-scored-component columns, summary values, with the passes they
+    made: ``diagnostics_n_forward``, ``_n_backward``, ``_n_hvp``; 0 when cached).
+    ``at_zero``: the scored components' f'(0) and f''(0) when the method computed them
+    (``MethodOutput.at_zero``)."""
     from harness.context import CostCounter
     from harness.diagnostics import DiagnosticSettings, cached_diagnostics
     from harness.storage import content_hash
@@ -344,16 +346,19 @@ def run_diagnostics(
     diag_key = truth.key  # the sampled subset's diagnostics are cached under its own key
     if truth_index is not None:
         diag_key = content_hash({"truth": truth.key, "sample": truth_index.tolist()})[:24]
+    passes = CostCounter()
     columns, diagnostics = cached_diagnostics(
         spec.cache_dir,
         diag_key,
-        truth_ctx.with_cost(CostCounter()),
+        truth_ctx.with_cost(passes),
         scored_truth,
-        DiagnosticSettings(spec.reliability, spec.flag, spec.unreliable),
+        DiagnosticSettings(spec.reliability, spec.flag, spec.unreliable, spec.diagnostics),
         spec.method.error_bound(),
         at_zero,
     )
     diagnostics["diagnostics_wall_s"] = time.perf_counter() - start
+    for key in ("n_forward", "n_backward", "n_hvp"):
+        diagnostics[f"diagnostics_{key}"] = getattr(passes, key)
     return columns, diagnostics
 
 
@@ -469,9 +474,11 @@ def stage_costs(spec: JobSpec, ctx: Any, truth_index: np.ndarray | None) -> dict
                 if n_truth < count
                 else ", or estimate a sample (truth.sample=COUNT or a fraction)"
             )
-    truth_what = "the ground truth" + (" and diagnostics" if spec.diagnostics else "")
+    tier = spec.diagnostics
+    truth_what = "the ground truth" + (f" and diagnostics={tier}" if tier != "off" else "")
     truth_remedy = "patch a sample (truth.sample=COUNT or a fraction)"
-    truth_remedy += " or set diagnostics=false" if spec.diagnostics else ""
+    if tier == "exact":
+        truth_remedy += " or set diagnostics=cheap (its cost does not grow with the components)"
     return {
         "method": (what, estimate, remedy),
         "truth": (

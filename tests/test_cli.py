@@ -94,6 +94,12 @@ BAD_BEFORE_MODEL = [
     (["n_prompt=3"], "unknown config key 'n_prompt' (did you mean 'n_prompts'?)"),
     (["flag.fraction=1.5"], "flag.fraction must be in (0, 1], got 1.5"),
     (["reliability=[curvature]"], "unknown reliability score 'curvature'"),
+    (
+        ["diagnostics=exakt"],
+        "unknown diagnostics tier 'exakt' (did you mean 'exact'?); accepted: cheap, exact, off, "
+        "true, false",
+    ),
+    (["reliability=[curvature_ratio]"], "'curvature_ratio' needs diagnostics=exact"),
     (["model=local"], "model=local needs model.path=DIR"),
     (["model=local", "model.path=/nonexistent/folder"], "is not a folder"),
     (["task=prompts"], "task prompts needs option 'path'"),

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from harness.config_files import group_options
-from harness.cost import peak_mem_mb, time_forward
+from harness.cost import peak_mem_mb, run_cost, time_forward
 from harness.methods.base import make_method
 from tests.helpers import local_run_args, make_context, random_batch
 from tests.test_cli import local_args, run_cli
@@ -67,6 +67,13 @@ def test_every_method_declares_whether_its_cost_grows_with_the_components(tiny_g
         assert sampled.fwd_equiv < large.fwd_equiv and sampled.detail
 
 
+def test_the_cheap_diagnostics_cost_the_same_for_any_number_of_components():
+    extra = [run_cost(n, "cheap").fwd_equiv - run_cost(n, "off").fwd_equiv for n in (10, 10**5)]
+    assert extra[0] == extra[1] > 0
+    exact = [run_cost(n, "exact").fwd_equiv - run_cost(n, "off").fwd_equiv for n in (10, 10**5)]
+    assert exact[1] > 1000 * exact[0]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -84,10 +91,11 @@ def test_every_method_declares_whether_its_cost_grows_with_the_components(tiny_g
             r"the sampled ones only \(truth.method_on_sample=true\)$",
         ),
         (
-            ["max_fwd_equiv=5000"],
-            r"^error: the ground truth and diagnostics of 1920 components would cost about "
+            ["max_fwd_equiv=5000", "diagnostics=exact"],
+            r"^error: the ground truth and diagnostics=exact of 1920 components would cost about "
             r"1\.35e\+04 .*above max_fwd_equiv=5000; .* or patch a sample "
-            r"\(truth.sample=COUNT or a fraction\) or set diagnostics=false$",
+            r"\(truth.sample=COUNT or a fraction\) or set diagnostics=cheap \(its cost does not "
+            r"grow with the components\)$",
         ),
     ],
 )

@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+import harness.diagnostics as diagnostics
+from harness.context import CostCounter
 from harness.diagnostics import (
+    BASELINE_SCORE,
+    NO_BOUNDS,
+    SCORE_TIER,
+    TIER_SCORES,
     DiagnosticSettings,
     bound_quality,
+    check_reliability_config,
     flag_components,
     flag_quality,
     hvp_spread,
     path_quantities,
     reliability_scores,
     run_diagnostics,
+    tier_values,
     unreliable_labels,
 )
+from harness.errors import HarnessError
 from harness.evaluation import average_precision, roc_auc
 from harness.methods.base import make_method
 from harness.patching import collect_activations, site_names
 from harness.second_order import path_derivatives
-from tests.helpers import make_context, random_batch
+from tests.helpers import local_run_args, make_context, random_batch
 
 
 def test_auroc_and_average_precision_match_scikit_learn():
@@ -139,3 +150,110 @@ def test_bounds_come_from_the_path_derivatives_at_both_ends(tiny_gpt2):
     np.testing.assert_allclose(columns["hvp_bound_hi"], hvp + spread, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(columns["atp_bound_lo"], np.minimum(f0, f1), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(columns["atp_bound_hi"], np.maximum(f0, f1), rtol=1e-9, atol=1e-12)
+
+
+def _passes(ctx, tier: str) -> dict[str, int]:
+    """The passes one fresh run of the ``tier``'s diagnostics makes on ``ctx``."""
+    counter = CostCounter()
+    truth = np.zeros(len(ctx.components))
+    settings = DiagnosticSettings(TIER_SCORES[tier], {"fraction": 0.2}, {}, tier)
+    run_diagnostics(ctx.with_cost(counter), truth, settings, "atp")
+    return {k: v for k, v in counter.as_dict().items() if k != "n_sequences"}
+
+
+def test_cheap_tier_takes_no_path_derivative_and_as_many_passes_for_any_component_count(
+    tiny_gpt2, monkeypatch
+):
+    batch = random_batch(4, 6, seed=15)
+    few, _ = make_context(tiny_gpt2, batch, sites=("head",), batch_size=4)
+    many, _ = make_context(tiny_gpt2, batch, sites=("head", "mlp_out", "neuron"), batch_size=4)
+    assert len(many.components) > 10 * len(few.components)
+    exact = [_passes(ctx, "exact") for ctx in (few, many)]
+    assert exact[1]["n_forward"] > exact[0]["n_forward"]  # the count does see the components
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the cheap tier took a path derivative")
+
+    monkeypatch.setattr(diagnostics, "path_derivatives", refuse)
+    cheap = [_passes(ctx, "cheap") for ctx in (few, many)]
+    assert cheap[0] == cheap[1] == {"n_forward": 2, "n_backward": 2, "n_hvp": 0}
+
+
+def test_a_default_run_records_its_diagnostics_passes_flat_in_the_components(
+    tiny_gpt2, tmp_path, capsys, monkeypatch
+):
+    from tests.test_cli import run_cli
+    from tests.test_ground_truth import _pairs
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the default diagnostics took a path derivative")
+
+    monkeypatch.setattr(diagnostics, "path_derivatives", refuse)
+    summaries = []
+    for i, sites in enumerate(("[head]", "[head,mlp_out,neuron]")):
+        args = local_run_args(tiny_gpt2, _pairs(tmp_path), tmp_path / str(i))
+        code, _, err = run_cli([*args, f"components.sites={sites}", "circuits=false"], capsys)
+        assert code == 0, err
+        run = next((tmp_path / str(i) / "runs").glob("*/*/summary.json"))
+        summaries.append(json.loads(run.read_text()))
+    assert summaries[1]["n_components"] > 10 * summaries[0]["n_components"]
+    keys = ("diagnostics_n_forward", "diagnostics_n_backward", "diagnostics_n_hvp")
+    assert [summaries[0][k] for k in keys] == [summaries[1][k] for k in keys] == [2, 2, 0]
+    assert {s["diagnostics_tier"] for s in summaries} == {"cheap"}
+
+
+def test_cheap_scores_equal_the_exact_tiers(tiny_gpt2):
+    ctx, _ = make_context(tiny_gpt2, random_batch(4, 6, seed=16), sites=("head", "mlp_out"))
+    cheap, exact = tier_values(ctx, "cheap"), tier_values(ctx, "exact")
+    assert set(cheap) < set(exact) and "reliability_curvature_ratio" not in cheap
+    for key, value in cheap.items():
+        np.testing.assert_allclose(value, exact[key], rtol=1e-9, atol=1e-12, err_msg=key)
+    np.testing.assert_array_equal(exact["reliability_abs_atp"], np.abs(exact["atp"]))
+
+
+@pytest.mark.parametrize("tier", ["cheap", "exact"])
+def test_both_labels_and_the_abs_atp_baseline_beside_every_score(tiny_gpt2, tier):
+    ctx, _ = make_context(tiny_gpt2, random_batch(4, 6, seed=17), sites=("head", "mlp_out"))
+    truth = make_method({"name": "actpatch"}).estimate(ctx).estimates.numpy()
+    atp = tier_values(ctx, tier)["atp"]
+    floor = float(np.median(np.abs(atp - truth)))  # both labels have members on the toy
+    listed = ["delta_norm", "grad_disagreement"]  # abs_atp is reported all the same
+    unreliable = {"abs": floor, "rel": 0.3}
+    settings = DiagnosticSettings(listed, {"fraction": 0.25}, unreliable, tier)
+    columns, summary = run_diagnostics(ctx, truth, settings, "atp")
+    relative = np.abs(atp - truth) > 0.3 * np.abs(truth)
+    magnitude = np.abs(atp - truth) > floor + 0.3 * np.abs(truth)
+    np.testing.assert_array_equal(columns["unreliable_rel"], relative)
+    np.testing.assert_array_equal(columns["unreliable"], magnitude)
+    assert relative.sum() > magnitude.sum() > 0 and not relative.all()
+    assert summary["n_unreliable_rel"] == relative.sum()
+    assert summary["flag_auroc_abs_atp"] == pytest.approx(roc_auc(np.abs(atp), magnitude))
+    for name in (*listed, BASELINE_SCORE):
+        score = columns[f"reliability_{name}"]
+        assert summary[f"flag_auroc_{name}_rel"] == roc_auc(score, relative)
+        assert summary[f"flag_ap_{name}_rel"] == average_precision(score, relative)
+        assert summary[f"flag_auroc_{name}"] == roc_auc(score, magnitude)
+        assert summary[f"score_tier_{name}"] == SCORE_TIER[name] == "cheap"
+    assert summary["diagnostics_tier"] == tier and summary["flag_score"] == "delta_norm"
+    if tier == "cheap":
+        assert not any(key.startswith(("atp_bound", "hvp_bound")) for key in columns)
+        assert np.isnan(columns["bound_lo"]).all() and np.isnan(summary["bound_coverage"])
+        assert summary["bounds_missing"] == NO_BOUNDS
+    else:
+        assert np.isfinite(summary["bound_coverage"]) and "bounds_missing" not in summary
+
+
+def test_reliability_scores_each_tier_reports():
+    assert check_reliability_config({"scores": None}, "cheap") == list(TIER_SCORES["cheap"])
+    exact = check_reliability_config({"scores": None}, "exact")
+    assert exact[0] == "curvature_ratio" and exact[-1] == BASELINE_SCORE
+    assert check_reliability_config({"scores": ["delta_norm"]}, "cheap") == [
+        "delta_norm",
+        BASELINE_SCORE,
+    ]
+    with pytest.raises(HarnessError, match=r"^reliability score 'curvature_ratio' needs "):
+        check_reliability_config({"scores": ["curvature_ratio"]}, "cheap")
+    cheap = DiagnosticSettings(["curvature_ratio"], {}, {}, "cheap")
+    values = {"atp": np.zeros(2), "reliability_abs_atp": np.zeros(2)}
+    with pytest.raises(HarnessError, match=r"needs diagnostics=exact; diagnostics=cheap computes"):
+        diagnostics.diagnostic_columns(values, np.zeros(2), cheap, None)

@@ -143,9 +143,8 @@ def test_sampled_run_scores_the_sample_with_intervals(tiny_gpt2, tmp_path, capsy
     from tests.test_cli import run_cli
 
     args = local_run_args(tiny_gpt2, _pairs(tmp_path), tmp_path / "results")
-    code, out, err = run_cli(
-        [*args, "components.sites=[neuron]", "truth.sample=12", "truth.bootstrap=200"], capsys
-    )
+    extra = ["components.sites=[neuron]", "truth.sample=12", "truth.bootstrap=200"]
+    code, out, err = run_cli([*args, *extra, "diagnostics=exact"], capsys)
     assert code == 0, err
     assert "(truth patched on a sample of 12)" in out and "spearman 95% CI" in out
     assert "95% CI [" in out
@@ -264,6 +263,7 @@ def test_hvp_run_lends_the_diagnostics_its_derivatives_at_zero(
     for method in ("hvp", "atp"):  # separate results dirs: no diagnostics cache shared
         args = local_run_args(tiny_gpt2, _pairs(tmp_path), tmp_path / method)
         extra = ["components.sites=[neuron]", "truth.sample=12", f"method={method}"]
+        extra.append("diagnostics=exact")  # the tier with path derivatives
         code, _, err = run_cli([*args, *extra], capsys)
         assert code == 0, err
         run = next((tmp_path / method / "runs").glob("*/*/summary.json"))

@@ -1,4 +1,4 @@
-"""The CLI's estimate and truth columns against an independent implementation.
+"""The CLI's estimate, truth and diagnostics columns against an independent implementation.
 
 The reference below uses plain Hugging Face transformers with PyTorch hooks (no TransformerLens):
 a head's output ``hook_z`` is the input of the attention output projection (``c_proj``,
@@ -165,16 +165,9 @@ def write_pairs(path: Path, n: int, seed: int) -> list[dict]:
     return pairs
 
 
-@pytest.mark.parametrize(
-    "family,method,sample",
-    [(family, "atp", None) for family in FAMILIES]
-    + [("gpt2", "hvp", None), ("llama", "hvp", None), ("gpt2", "hvp", 5)],
-)
-def test_cli_matches_independent_float64_implementation(
-    tiny_models, tmp_path, family, method, sample
-):
-    """Every estimate and truth within 1e-6 of the reference; under ``truth.sample`` the hvp
-    estimates the sampled heads only (NaN elsewhere), to the same tolerance."""
+def run_cli(tiny_models, tmp_path: Path, family: str, method: str, *extra: str):
+    """One run of ``method`` on 6 random prompts in float64 (``extra``: more overrides): its
+    pairs and estimates frame."""
     pairs = write_pairs(tmp_path / "pairs.jsonl", 6, seed=11)
     with initialize_config_module(config_module="harness.conf", version_base="1.3"):
         cfg = compose(
@@ -191,12 +184,25 @@ def test_cli_matches_independent_float64_implementation(
                 "dtype=float64",
                 "logger=none",
                 f"results_dir={tmp_path}",
-                "diagnostics=false",
-                *([f"truth.sample={sample}"] if sample else []),
+                *extra,
             ],
         )
     run_one(cfg, tmp_path / "run")
-    frame = pd.read_parquet(tmp_path / "run" / "estimates.parquet")
+    return pairs, pd.read_parquet(tmp_path / "run" / "estimates.parquet")
+
+
+@pytest.mark.parametrize(
+    "family,method,sample",
+    [(family, "atp", None) for family in FAMILIES]
+    + [("gpt2", "hvp", None), ("llama", "hvp", None), ("gpt2", "hvp", 5)],
+)
+def test_cli_matches_independent_float64_implementation(
+    tiny_models, tmp_path, family, method, sample
+):
+    """Every estimate and truth within 1e-6 of the reference; under ``truth.sample`` the hvp
+    estimates the sampled heads only (NaN elsewhere), to the same tolerance."""
+    extra = [f"truth.sample={sample}"] if sample else []
+    pairs, frame = run_cli(tiny_models, tmp_path, family, method, "diagnostics=off", *extra)
     truth, estimates = Reference(tiny_models[family], pairs).run()
     expected = estimates[method]
     assert len(frame) == len(truth)
@@ -212,3 +218,28 @@ def test_cli_matches_independent_float64_implementation(
     if method == "hvp":  # the second-order term is not negligible here, so the check has teeth
         atp = estimates["atp"]
         assert max(abs(expected[k] - atp[k]) for k in atp) > 1e-4 * scale
+
+
+@pytest.mark.parametrize("tier", ["cheap", "exact"])
+def test_every_diagnostics_tier_matches_independent_float64_implementation(
+    tiny_models, tmp_path, tier
+):
+    """The tier's |AtP| score, its labels and (exact) the HVP interval's centre against the
+    reference's AtP, HVP and truth; the estimates and truth are the ones checked above."""
+    labels = ["unreliable.abs=0.001", "unreliable.rel=0.1"]  # the toy's effects are small
+    pairs, frame = run_cli(tiny_models, tmp_path, "gpt2", "atp", f"diagnostics={tier}", *labels)
+    truth, estimates = Reference(tiny_models["gpt2"], pairs).run()
+    scale = max(abs(v) for v in truth.values())
+    tol = 1e-6 * max(1, scale)
+    for row in frame.itertuples():
+        key = (row.layer, row.head)
+        assert row.estimate == pytest.approx(estimates["atp"][key], abs=tol)
+        assert row.reliability_abs_atp == pytest.approx(abs(estimates["atp"][key]), abs=tol)
+        error = abs(estimates["atp"][key] - truth[key])
+        assert row.unreliable == (error > 0.001 + 0.1 * abs(truth[key]))
+        assert row.unreliable_rel == (error > 0.1 * abs(truth[key]))
+        if tier == "exact":
+            centre = (row.hvp_bound_lo + row.hvp_bound_hi) / 2
+            assert centre == pytest.approx(estimates["hvp"][key], abs=tol)
+    assert frame["unreliable_rel"].sum() > frame["unreliable"].sum() > 0  # both labels bite
+    assert ("hvp_bound_lo" in frame) == (tier == "exact")

@@ -42,6 +42,16 @@ def test_a_new_option_at_its_neutral_default_leaves_the_hash_alone():
     assert config_hash(changed) != config_hash(config)
 
 
+def test_a_tier_and_its_boolean_spelling_are_one_job():
+    config = {"model": {"name": "toy-gpt2"}, "seed": 0}
+    for tier, old in (("exact", True), ("off", False)):
+        assert config_hash({**config, "diagnostics": tier}) == config_hash(
+            {**config, "diagnostics": old}
+        )
+    cheap = config_hash({**config, "diagnostics": "cheap"})
+    assert cheap not in {config_hash({**config, "diagnostics": v}) for v in (True, False)}
+
+
 @pytest.mark.parametrize(
     "run", ["0_toy-gpt2_ioi_atp", "1_toy-gpt2_ioi_hvp", "4_toy-gpt2_ioi_ig_fast"]
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -276,6 +277,8 @@ def fake_run(
         frame["unreliable"] = frame["abs_error"] > 0.3
         frame["flagged"] = frame["reliability_delta_norm"] > 0.8
         summary |= {"flag_precision": 0.5, "flag_recall": 0.5, "bound_coverage": 0.9}
+        summary |= {"diagnostics_tier": "cheap", "flag_auroc_delta_norm": 0.6}
+        summary |= {"flag_auroc_abs_atp": 0.8, "flag_auroc_abs_atp_rel": 0.5}
     if environment is not None:
         summary["environment"] = environment
     run_dir.mkdir(parents=True)
@@ -315,6 +318,8 @@ def test_write_report_files(tmp_path, diagnostics):
         line for line in (out / "tables.md").read_text().splitlines() if "| model" in line
     )
     assert ("flag precision" in header) == diagnostics
+    for name in ("tables.md", "tables.tex"):
+        assert ("Reliability scores" in (out / name).read_text()) == diagnostics
     for stem in report.FIGURES:
         assert (out / "figures" / f"{stem}.png").stat().st_size > 1000
 
@@ -623,3 +628,41 @@ def test_committed_records_still_report(tmp_path):
     assert len(collected.unverified) == 1
     assert (collected.results["env_torch"] == "unknown").all()
     assert "| unknown" in (tmp_path / "tables.md").read_text()
+
+
+def test_reliability_table_puts_the_abs_atp_auroc_beside_every_score():
+    rows = []
+    for model, tier in (("m", "exact"), ("n", "cheap")):
+        for method in ("atp", "hvp"):
+            row = {"model": model, "task": "t", "method": method, "diagnostics_tier": tier}
+            row |= {"flag_auroc_abs_atp": 0.8, "flag_auroc_abs_atp_rel": 0.5}
+            row |= {"flag_ap_abs_atp": 0.4, "flag_ap_abs_atp_rel": 0.3}
+            row |= {"flag_auroc_delta_norm": 0.6, "flag_auroc_delta_norm_rel": 0.7}
+            if tier == "exact":
+                row |= {"flag_auroc_curvature_ratio": 0.9, "flag_ap_curvature_ratio": 0.2}
+            rows.append(row)
+    (table,) = report.reliability_frames(pd.DataFrame(rows)).values()
+    assert table.columns.tolist() == [  # the tier varies between models only: no column
+        "model",
+        "score",
+        "tier",
+        "auroc",
+        "auroc_abs_atp",
+        "ap",
+        "auroc_rel",
+        "auroc_abs_atp_rel",
+        "ap_rel",
+        "runs",
+    ]
+    by = {(r.model, r.score): r for r in table.itertuples()}
+    assert set(by) == {("m", "curvature_ratio"), ("m", "delta_norm"), ("m", "abs_atp")} | {
+        ("n", "delta_norm"),
+        ("n", "abs_atp"),
+    }
+    assert (table["auroc_abs_atp"] == 0.8).all() and (table["runs"] == 2).all()
+    assert by["m", "curvature_ratio"].tier == "exact" and by["m", "delta_norm"].tier == "cheap"
+    assert by["m", "curvature_ratio"].auroc == 0.9 and by["n", "delta_norm"].auroc_rel == 0.7
+    assert math.isnan(by["m", "curvature_ratio"].auroc_rel)  # not reported: a blank cell
+    markdown = report.to_markdown(report.table_frames(pd.DataFrame(rows)), reliability={"t": table})
+    assert "## Reliability scores, task `t`" in markdown and "| abs_atp AUROC |" in markdown
+    assert "| m     | curvature_ratio | exact |" in markdown

@@ -13,12 +13,14 @@ Default score ``delta_norm``: it costs nothing beyond AtP, and on the zoo's 20 (
 pairs it ranked AtP's unreliable components with AUROC 0.77 against 0.57 for
 ``grad_disagreement`` (``curvature_ratio``: 0.86, at the price of an HVP pass over every
 component, as much as the ``hvp`` method itself); results/README.md.
-Cost: AtP (2 forwards, 1 backward) + the score (``delta_norm``: none; ``grad_disagreement``: one
-forward and backward on the source run; ``curvature_ratio``: the shared pass at t = 0, one HVP
-per component) + the fix on the flagged fraction only (``hvp``: the shared pass, an HVP each;
-``ms_hvp``: ``steps`` of them; ``actpatch``: one patched copy per flagged component). Under
-``truth.sample`` the screen and score still cover every component (the same flags as a run on
-all), and only the flagged components of the sample are fixed; the other flagged ones are NaN.
+Score ``abs_atp`` (|AtP| itself) flags the largest first-order estimates, also at no cost.
+Cost: AtP (2 forwards, 1 backward) + the score (``delta_norm``, ``abs_atp``: none;
+``grad_disagreement``: one forward and backward on the source run; ``curvature_ratio``: the
+shared pass at t = 0, one HVP per component) + the fix on the flagged fraction only (``hvp``:
+the shared pass, an HVP each; ``ms_hvp``: ``steps`` of them; ``actpatch``: one patched copy per
+flagged component). Under ``truth.sample`` the screen and score still cover every component
+(the same flags as a run on all), and only the flagged components of the sample are fixed; the
+other flagged ones are NaN.
 Proved by: tests/methods/test_sff.py (flag_fraction=1 with fix=actpatch reproduces the truth;
 with fix=hvp it equals the hvp method; unflagged components equal AtP).
 """
@@ -66,7 +68,7 @@ class ScreenFlagFix(Method):
         """The screen and score of every component, the fix of the flagged ones among
         ``fixable`` components (all: ``fixable`` = the component count)."""
         cfg, count = self.config, len(ctx.components)
-        score = {"delta_norm": 0.0, "grad_disagreement": FORWARD + BACKWARD}
+        score = {"delta_norm": 0.0, "abs_atp": 0.0, "grad_disagreement": FORWARD + BACKWARD}
         at_zero = FORWARD + BACKWARD + count * AT_ZERO  # curvature_ratio: the shared pass
         cost = 2 * FORWARD + BACKWARD + score.get(cfg["score"], at_zero)
         flagged = fixable if cfg["threshold"] is not None else cfg["flag_fraction"] * fixable

@@ -110,7 +110,7 @@ def test_a_run_of_a_bounded_method_records_its_bound_coverage(tiny_gpt2, tmp_pat
     ]
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     args = [a for a in local_args(tiny_gpt2, pairs, tmp_path) if a != "diagnostics=false"]
-    code, _, err = run_cli([*args, f"method={slug}", "circuits=false"], capsys)
+    code, _, err = run_cli([*args, f"method={slug}", "circuits=false", "diagnostics=exact"], capsys)
     assert code == 0, err
     (path,) = (tmp_path / "results" / "runs").glob("*/*/summary.json")
     summary = json.loads(path.read_text())

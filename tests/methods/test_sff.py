@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from harness.context import CostCounter
+from harness.diagnostics import reliability_scores
 from harness.errors import HarnessError
 from harness.methods.base import make_method
 from harness.patching import collect_activations, site_names
@@ -50,6 +52,21 @@ def test_fix_nothing_is_atp_and_partial_fix_touches_only_flagged(ctx):
     # the flagged ones are those with the largest score
     score = part.columns["sff_score"]
     assert score[flags].min() >= score[~flags].max()
+
+
+@pytest.mark.parametrize("score", ["abs_atp", "delta_norm", "grad_disagreement", "curvature_ratio"])
+def test_every_reliability_score_flags_and_abs_atp_the_largest_estimates(ctx, score):
+    out = sff(ctx, flag_fraction=0.25, fix="actpatch", score=score)
+    flags, atp = out.columns["flagged"], out.columns["atp_estimate"]
+    assert int(flags.sum()) == math.ceil(0.25 * len(ctx.components))
+    expected = reliability_scores(ctx, [score])[score]
+    torch.testing.assert_close(out.columns["sff_score"], expected, rtol=1e-9, atol=1e-12)
+    if score == "abs_atp":  # |AtP| itself, at no pass beyond AtP's
+        torch.testing.assert_close(out.columns["sff_score"], atp.abs(), rtol=0, atol=0)
+        assert atp.abs()[flags].min() >= atp.abs()[~flags].max()
+        counted = ctx.with_cost(CostCounter())
+        sff(counted, flag_fraction=0.0, score=score)
+        assert (counted.cost.n_forward, counted.cost.n_backward) == (2, 1)
 
 
 def test_ms_hvp_fix_and_threshold(ctx):
