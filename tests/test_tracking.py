@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from harness import tracking
+from harness.run import _job_records as job_records
 from harness.run import main as run_main
 from tests import tracking_reader as wandb_reader
 from tests.helpers import local_run_args
@@ -245,7 +246,7 @@ def test_online_unreachable_falls_back_to_a_complete_offline_run(
     args = ["-m", *wandb_job_args(tiny_gpt2, tmp_path, results, *online)]
     code, _, err = run_cli([*args, f"hydra.sweep.dir={sweep}"], capsys)
     assert code == 0, err
-    (job_status,) = [json.loads(p.read_text()) for p in (sweep / ".jobs").glob("*.json")]
+    (job_status,) = job_records(sweep).values()
     assert job_status["status"] == "ok"
     assert job_status["logger_status"].startswith(tracking.FALLBACK), job_status
     assert "127.0.0.1" in job_status["logger_status"]
@@ -288,7 +289,7 @@ def test_failed_logging_is_the_job_status_and_keeps_the_record(tiny_gpt2, tmp_pa
     code, _, err = run_cli([*args, f"hydra.sweep.dir={sweep}"], capsys)
     assert code == 1, err
     assert "(W&B logging failed: FileExistsError" in err.strip().splitlines()[-1]
-    (job_status,) = [json.loads(p.read_text()) for p in (sweep / ".jobs").glob("*.json")]
+    (job_status,) = job_records(sweep).values()
     assert job_status["status"] == "ok"
     assert job_status["logger_status"].startswith(tracking.FAILED)
     assert json.loads((the_run_dir(results) / "summary.json").read_text())["status"] == "ok"
