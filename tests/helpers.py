@@ -114,3 +114,33 @@ def assert_one_line(code: int, err: str, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
+
+
+def quadratic_path_context(tmp_path: Path, monkeypatch):
+    """A float64 context whose every component's path f_c(t) is exactly quadratic in t: the
+    heads and attention outputs of the last layer of a tiny Llama with a linear MLP activation
+    (its gated MLP down(gate(x) * up(x)) is quadratic in x) and linear norms (a huge RMSNorm
+    epsilon with weights scaled by sqrt(eps), computed in float64 here since HF's RMSNorm rounds
+    through float32). Downstream of that attention there is one quadratic MLP and linear maps,
+    so f(1) - f(0) = f'(0) + f''(0) / 2 while AtP misses the curvature."""
+    from transformers import LlamaForCausalLM
+    from transformers.models.llama import modeling_llama
+
+    from tests.conftest import build_tiny_model
+
+    def float64_rms_norm(self, x):
+        return (
+            self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+        )
+
+    monkeypatch.setattr(modeling_llama.LlamaRMSNorm, "forward", float64_rms_norm)
+    folder = build_tiny_model(tmp_path / "q", "llama", hidden_act="linear", rms_norm_eps=1e20)
+    model = LlamaForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.mul_(1e10)
+    model.save_pretrained(folder)
+    ctx, _ = make_context(folder, random_batch(3, 6, seed=7), sites=("head", "attn_out"))
+    ctx.components = [c for c in ctx.components if c.layer == 2]
+    return ctx

@@ -9,8 +9,7 @@ import torch
 
 from harness.methods.base import make_method
 from harness.patching import collect_activations, site_names
-from tests.conftest import build_tiny_model
-from tests.helpers import make_context, path_metric, random_batch
+from tests.helpers import make_context, path_metric, quadratic_path_context, random_batch
 
 
 @pytest.fixture(scope="module")
@@ -68,26 +67,7 @@ def test_guard_limits(toy):
 
 
 def test_end_point_rules_are_exact_on_a_quadratic_path(tmp_path, monkeypatch):
-    # test_hvp.py's quadratic construction: a linear gated MLP and linear norms after the last
-    # attention make f_c(t) exactly quadratic, where the trapezoid and Hermite rules are exact.
-    from transformers import LlamaForCausalLM
-    from transformers.models.llama import modeling_llama
-
-    def float64_rms_norm(self, x):
-        return (
-            self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
-        )
-
-    monkeypatch.setattr(modeling_llama.LlamaRMSNorm, "forward", float64_rms_norm)
-    folder = build_tiny_model(tmp_path / "q", "llama", hidden_act="linear", rms_norm_eps=1e20)
-    model = LlamaForCausalLM.from_pretrained(folder)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name:
-                param.mul_(1e10)
-    model.save_pretrained(folder)
-    ctx, _ = make_context(folder, random_batch(3, 6, seed=7), sites=("head", "attn_out"))
-    ctx.components = [c for c in ctx.components if c.layer == 2]
+    ctx = quadratic_path_context(tmp_path, monkeypatch)  # the trapezoid and Hermite are exact
     truth = make_method({"name": "actpatch"}).estimate(ctx).estimates
     atp_error = (make_method({"name": "atp"}).estimate(ctx).estimates - truth).abs().max()
     assert atp_error > 1e-6 * truth.abs().max(), "no curvature: the check would be vacuous"

@@ -10,7 +10,7 @@ from harness.errors import HarnessError
 from harness.methods.base import make_method
 from harness.patching import collect_activations, site_names
 from tests.conftest import build_tiny_model
-from tests.helpers import make_context, path_metric, random_batch
+from tests.helpers import make_context, path_metric, quadratic_path_context, random_batch
 
 ALL_SITES = ("head", "attn_out", "mlp_out", "resid_pre")
 
@@ -42,29 +42,7 @@ def test_second_order_term_equals_finite_difference(tiny_models, family, directi
 
 
 def test_hvp_is_exact_for_a_quadratic(tmp_path, monkeypatch):
-    # Llama with a linear MLP activation: its gated MLP down(gate(x) * up(x)) is quadratic in
-    # x. A huge RMSNorm epsilon (weights scaled by sqrt(eps)) makes every norm linear (computed
-    # in float64 here; HF's RMSNorm rounds through float32). Downstream of the last layer's
-    # attention there is then one quadratic MLP and linear maps: f_c(t) is exactly quadratic in
-    # t, so f(1) - f(0) = f'(0) + f''(0) / 2 while AtP misses the curvature.
-    from transformers import LlamaForCausalLM
-    from transformers.models.llama import modeling_llama
-
-    def float64_rms_norm(self, x):
-        return (
-            self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
-        )
-
-    monkeypatch.setattr(modeling_llama.LlamaRMSNorm, "forward", float64_rms_norm)
-    folder = build_tiny_model(tmp_path / "q", "llama", hidden_act="linear", rms_norm_eps=1e20)
-    model = LlamaForCausalLM.from_pretrained(folder)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name:
-                param.mul_(1e10)
-    model.save_pretrained(folder)
-    ctx, _ = make_context(folder, random_batch(3, 6, seed=7), sites=("head", "attn_out"))
-    ctx.components = [c for c in ctx.components if c.layer == 2]
+    ctx = quadratic_path_context(tmp_path, monkeypatch)  # f_c(t) exactly quadratic in t
     truth = make_method({"name": "actpatch"}).estimate(ctx).estimates
     atp_error = (make_method({"name": "atp"}).estimate(ctx).estimates - truth).abs().max()
     assert atp_error > 1e-6 * truth.abs().max(), "no curvature: the check would be vacuous"
