@@ -5,6 +5,8 @@ g_c(base) = dL/da_c on the unpatched run (AtP's gradient) and g_c(source) = dL/d
 patched-in run (noising: the corrupt prompt). ``w = 0`` is AtP; ``w = 1/2`` is the trapezoid rule
 for the path integral of the gradient, with the far end taken on the whole source run rather than
 on the single-component patched run (an approximation, which is what the harness measures).
+Its ``w = 1/2`` is the built-in ``clean_corrupted`` method; this copy stays as the template of a
+method written outside the package.
 Sign: that of the true effect L(patched) - L(unpatched), like every harness method.
 Cost: one source forward and backward, one base forward and backward, for all components.
 
