@@ -73,6 +73,14 @@ SCORE_TIER = {name: next(t for t in TIER_SCORES if name in TIER_SCORES[t]) for n
 """The cheapest tier that computes each score (``score_tier_<score>`` in the summary)."""
 BASELINE_SCORE = "abs_atp"
 """The score every run reports, whatever ``reliability`` lists: |AtP| itself."""
+
+
+def with_baseline(scores: Sequence[str]) -> list[str]:
+    """``scores`` in order, then :data:`BASELINE_SCORE` where it is missing."""
+    chosen = list(scores)
+    return chosen + [BASELINE_SCORE] * (BASELINE_SCORE not in chosen)
+
+
 BOUNDS = ("atp", "hvp")
 """The error bounds, each named by the estimate it brackets (f'(0); f'(0) + f''(0) / 2)."""
 BOUND_FORMULAS = {
@@ -298,8 +306,7 @@ def check_reliability_config(cfg: Mapping[str, Any], tier: str = "exact") -> lis
     check_ranges({"fraction": cfg.get("flag_fraction", 0.2)}, FlagConfig, "flag.")
     if tier not in TIER_SCORES:
         return list(scores or [])
-    chosen = list(TIER_SCORES[tier] if scores is None else scores)
-    return chosen + [BASELINE_SCORE] * (BASELINE_SCORE not in chosen)
+    return with_baseline(TIER_SCORES[tier] if scores is None else scores)
 
 
 @dataclass(frozen=True)
@@ -316,8 +323,7 @@ class DiagnosticSettings:
 
     def reported(self) -> list[str]:
         """The scores reported, in order: ``scores`` and then |AtP| if missing."""
-        chosen = list(self.scores)
-        return chosen + [BASELINE_SCORE] * (BASELINE_SCORE not in chosen)
+        return with_baseline(self.scores)
 
 
 def tier_keys(tier: str) -> list[str]:
