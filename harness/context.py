@@ -21,7 +21,7 @@ from harness.config import POSITIVE_INT
 from harness.errors import HarnessError
 from harness.progress import Progress
 from harness.registry import unknown_choice
-from harness.types import Component, PromptBatch
+from harness.types import Component, PathEnds, PromptBatch
 
 DIRECTIONS = ("noising", "denoising")
 
@@ -76,6 +76,9 @@ class AttributionContext:
     """The true effects [n_components] (float64) when the run has computed them, NaN where
     ``truth.sample`` left a component unpatched (``actpatch`` reads them instead of
     recomputing when every one is there)."""
+    path_ends: PathEnds | None = None
+    """Path derivatives of the components already taken, as the exact diagnostics' cache holds
+    them (:func:`harness.methods.endpoint.end_points` reads them instead of taking them again)."""
     chunks: dict[str, dict[str, float]] = field(default_factory=dict)
     """The chunk plans used, by pass name (:func:`harness.budget.chunk_plan`; shared by
     :meth:`subset` and :meth:`with_cost` copies)."""
@@ -110,10 +113,13 @@ class AttributionContext:
 
     def select_components(self, index: Sequence[int]) -> AttributionContext:
         """The same context over the components ``index`` only (in that order; ``truth``
-        sliced alike), counting into the same cost."""
+        and ``path_ends`` sliced alike), counting into the same cost."""
         index = [int(i) for i in index]
         truth = None if self.truth is None else self.truth[index]
-        return replace(self, components=[self.components[i] for i in index], truth=truth)
+        ends = None if self.path_ends is None else self.path_ends.select(index)
+        return replace(
+            self, components=[self.components[i] for i in index], truth=truth, path_ends=ends
+        )
 
     def with_cost(self, cost: CostCounter) -> AttributionContext:
         """The same context counting into another cost counter."""

@@ -61,6 +61,7 @@ from harness.evaluation import average_precision, roc_auc
 from harness.patching import collect_activations, metric_gradients, site_names
 from harness.registry import unknown_choice
 from harness.second_order import path_derivatives
+from harness.types import PathEnds
 
 SCORES = ("curvature_ratio", "delta_norm", "grad_disagreement", "abs_atp")
 TIER_SCORES = {
@@ -131,29 +132,36 @@ def path_quantities(
     ctx: AttributionContext,
     both_ends: bool = True,
     tensors: PathQuantities | None = None,
-    at_zero: tuple[torch.Tensor, torch.Tensor] | None = None,
+    known: PathEnds | None = None,
 ) -> PathQuantities:
     """First and second path derivatives at t=0 (and, ``both_ends``, the first at t=1) of every
     component's path, from :func:`harness.second_order.path_derivatives` (``tensors``: reuse
-    its site tensors and gradients instead of collecting them; ``at_zero``: f'(0) and f''(0),
-    float64 [n_components] each, already taken from it, as a method's
-    :attr:`~harness.methods.base.MethodOutput.at_zero`)."""
+    its site tensors and gradients instead of collecting them; ``known``: the derivatives a
+    method already took, float64 [n_components] each, as its
+    :attr:`~harness.methods.base.MethodOutput.path_ends`: those are not taken again)."""
     path = site_tensors(ctx, tensors)
     base, source = path.base, path.source
-    if at_zero is not None:
-        first0, second0 = (value.detach().double().cpu() for value in at_zero)
-        for value in (first0, second0):
-            if value.shape != (len(ctx.components),):
-                raise HarnessError(
-                    f"the method's at_zero has shape {tuple(value.shape)}, expected "
-                    f"({len(ctx.components)},): one f'(0) and one f''(0) per component"
-                )
+    known = PathEnds() if known is None else known
+    for name, value in known.values().items():
+        if value is not None and value.shape != (len(ctx.components),):
+            raise HarnessError(
+                f"the method's path_ends.{name} has shape {tuple(value.shape)}, expected "
+                f"({len(ctx.components)},): one value per component"
+            )
+    ready = {k: v.detach().double().cpu() for k, v in known.values().items() if finite(v)}
+    if "first0" in ready and "second0" in ready:
+        first0, second0 = ready["first0"], ready["second0"]
     else:
         first0, second0 = path_derivatives(ctx, ctx.components, base, source, t=0.0)
-    first1 = None
-    if both_ends:
+    first1 = ready.get("first1")
+    if both_ends and first1 is None:
         first1, _ = path_derivatives(ctx, ctx.components, base, source, t=1.0, second=False)
-    return replace(path, first0=first0, second0=second0, first1=first1)
+    return replace(path, first0=first0, second0=second0, first1=first1 if both_ends else None)
+
+
+def finite(values: torch.Tensor | None) -> bool:
+    """Whether ``values`` were taken for every component (not None, no NaN)."""
+    return values is not None and bool(torch.isfinite(values).all())
 
 
 def first_order(
@@ -335,15 +343,15 @@ def tier_keys(tier: str) -> list[str]:
 def tier_values(
     ctx: AttributionContext,
     tier: str,
-    at_zero: tuple[torch.Tensor, torch.Tensor] | None = None,
+    known: PathEnds | None = None,
 ) -> dict[str, np.ndarray]:
     """What the ``tier``'s passes give, float64 [n_components] each: ``atp`` (f'(0)),
     ``reliability_<score>`` for each score of :data:`TIER_SCORES`, and (exact) ``second0``
-    (f''(0)) and ``first1`` (f'(1)) for the bounds. ``at_zero``: f'(0) and f''(0) a method
-    already computed (:func:`path_quantities`; the cheap tier takes no path derivative)."""
+    (f''(0)) and ``first1`` (f'(1)) for the bounds. ``known``: the path derivatives a method
+    already took (:func:`path_quantities`; the cheap tier takes no path derivative)."""
     if tier not in TIER_SCORES:
         raise HarnessError(unknown_choice("diagnostics tier", tier, list(TIER_SCORES)))
-    path = path_quantities(ctx, at_zero=at_zero) if tier == "exact" else None
+    path = path_quantities(ctx, known=known) if tier == "exact" else None
     scores, path = _scores(ctx, TIER_SCORES[tier], path)
     values = {"atp": path.first0.numpy()}
     values |= {f"reliability_{name}": value.numpy() for name, value in scores.items()}
@@ -424,12 +432,12 @@ def run_diagnostics(
     truth: np.ndarray,
     settings: DiagnosticSettings,
     bound_kind: str | None,
-    at_zero: tuple[torch.Tensor, torch.Tensor] | None = None,
+    known: PathEnds | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Per-component columns and summary values of the reliability scores, flags and bounds of
-    ``settings.tier`` (:func:`tier_values`, then :func:`diagnostic_columns`). ``at_zero``:
-    f'(0) and f''(0) already computed (:func:`path_quantities`)."""
-    values = tier_values(ctx, settings.tier, at_zero)
+    ``settings.tier`` (:func:`tier_values`, then :func:`diagnostic_columns`). ``known``:
+    the path derivatives a method already took (:func:`path_quantities`)."""
+    values = tier_values(ctx, settings.tier, known)
     return diagnostic_columns(values, truth, settings, bound_kind)
 
 
@@ -459,9 +467,9 @@ def cached_diagnostics(
     truth: np.ndarray,
     settings: DiagnosticSettings,
     bound_kind: str | None,
-    at_zero: tuple[torch.Tensor, torch.Tensor] | None = None,
+    known: PathEnds | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """:func:`run_diagnostics` (``at_zero`` passed on), its passes made once per ground truth
+    """:func:`run_diagnostics` (``known`` passed on), its passes made once per ground truth
     and tier and cached.
 
     What the passes give (:func:`tier_values`) depends only on the model, prompts, components,
@@ -474,16 +482,14 @@ def cached_diagnostics(
     """
     from pathlib import Path
 
-    from harness.storage import content_hash, read_hashed_json, write_hashed_json
+    from harness.storage import read_hashed_json, write_hashed_json
 
     if cache_dir is None or truth_key is None:
-        columns, summary = run_diagnostics(ctx, truth, settings, bound_kind, at_zero)
+        columns, summary = run_diagnostics(ctx, truth, settings, bound_kind, known)
         return columns, {**summary, "diagnostics_cached": False}
 
     def entry_path(tier: str) -> Path:
-        key = {"truth": truth_key, "tier": tier, "scores": TIER_SCORES[tier]}
-        key["bounds"] = BOUND_FORMULAS
-        return Path(cache_dir) / "diagnostics" / f"{content_hash(key)[:24]}.json"
+        return cache_entry_path(cache_dir, truth_key, tier)
 
     tier = settings.tier
     if tier not in TIER_SCORES:
@@ -498,9 +504,38 @@ def cached_diagnostics(
             break
     cached = values is not None
     if values is None:
-        values = tier_values(ctx, tier, at_zero)
+        values = tier_values(ctx, tier, known)
         stored = {name: value.tolist() for name, value in values.items()}
         write_hashed_json(entry_path(tier), {"tier": tier, "values": stored})
     columns, summary = diagnostic_columns(values, truth, settings, bound_kind)
     summary["diagnostics_cached"] = cached
     return columns, summary
+
+
+def cache_entry_path(cache_dir: Any, truth_key: str, tier: str) -> Any:
+    """Where :func:`cached_diagnostics` keeps ``tier``'s values of the ground truth
+    ``truth_key``: a content hash of what they depend on."""
+    from pathlib import Path
+
+    from harness.storage import content_hash
+
+    key = {"truth": truth_key, "tier": tier, "scores": TIER_SCORES[tier], "bounds": BOUND_FORMULAS}
+    return Path(cache_dir) / "diagnostics" / f"{content_hash(key)[:24]}.json"
+
+
+def cached_path_ends(cache_dir: Any, truth_key: str | None, n_components: int) -> PathEnds | None:
+    """f'(0), f''(0) and f'(1) of the ``n_components`` scored components from the exact tier's
+    cache entry of ``truth_key`` (None: no cache, no valid entry, or one of another size)."""
+    from harness.storage import read_hashed_json
+
+    if cache_dir is None or truth_key is None:
+        return None
+    entry = read_hashed_json(cache_entry_path(cache_dir, truth_key, "exact"))
+    if entry is None or len(entry["values"]["atp"]) != n_components:
+        return None
+    values = entry["values"]
+
+    def tensor(name: str) -> torch.Tensor:
+        return torch.tensor(values[name], dtype=torch.float64)
+
+    return PathEnds(tensor("atp"), tensor("second0"), tensor("first1"))

@@ -187,6 +187,7 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
     from harness.circuits import circuit_recovery
     from harness.context import CostCounter
     from harness.cost import peak_mem_mb, time_forward
+    from harness.diagnostics import cached_path_ends
     from harness.evaluation import bootstrap_intervals, score_estimates
     from harness.ground_truth import ground_truth, sample_truth
 
@@ -208,6 +209,12 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
     truth_np[scored] = truth.effects.numpy()
     ctx.truth = torch.from_numpy(truth_np)  # actpatch reads it
 
+    # f'(0), f''(0), f'(1) an exact diagnostics run of this truth cached: the end-point methods
+    # read them instead of taking them again (harness.methods.endpoint.end_points)
+    diag_key = diagnostics_key(truth.key, truth_index)
+    known = cached_path_ends(spec.cache_dir, diag_key, int(scored.sum()))
+    if known is not None:
+        ctx.path_ends = known.laid_out(np.flatnonzero(scored).tolist(), len(components))
     forward_s = time_forward(ctx)  # one clean forward of the prompt batch (after a warm-up)
     start = time.perf_counter()
     with stage(f"method {method.name}"):
@@ -247,12 +254,12 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
     diagnostics: dict[str, Any] = {}
     if spec.diagnostics != "off":
         scored_truth = truth_np[scored]
-        at_zero = output.at_zero  # the method's exact f'(0), f''(0): not computed twice
-        if at_zero is not None and truth_index is not None:
-            at_zero = tuple(value[truth_index.tolist()] for value in at_zero)
+        lent = output.path_ends  # the method's path derivatives: not taken twice
+        if lent is not None and truth_index is not None:
+            lent = lent.select(truth_index.tolist())
         with stage("diagnostics"):
             columns, diagnostics = run_diagnostics(
-                spec, truth, truth_ctx, scored_truth, truth_index, at_zero
+                spec, truth, truth_ctx, scored_truth, truth_index, lent
             )
         for name, column in columns.items():
             frame[name] = on_all_components(column, scored)
@@ -270,6 +277,7 @@ def evaluate(spec: JobSpec, job: JobContext) -> Evaluation:
     for name, column in output.columns.items():
         frame[name] = column.detach().cpu().numpy()
     diagnostics["n_estimated"] = int(computed.sum())
+    diagnostics["path_ends_cached"] = known is not None  # offered to the method from the cache
     curve = None
     if spec.circuits and not computed.all():  # a ranking of some components only
         diagnostics["circuits_skipped"] = (
@@ -330,22 +338,19 @@ def run_diagnostics(
     truth_ctx: Any,
     scored_truth: np.ndarray,
     truth_index: Any,
-    at_zero: Any = None,
+    known: Any = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Reliability scores, flags and bounds of the ``diagnostics`` tier on the scored components
     (``scored_truth``: their true effects), cached per ground truth and tier and shared by the
     methods of a grid: (per-scored-component columns, summary values, with the passes they
     made: ``diagnostics_n_forward``, ``_n_backward``, ``_n_hvp``; 0 when cached).
-    ``at_zero``: the scored components' f'(0) and f''(0) when the method computed them
-    (``MethodOutput.at_zero``)."""
+    ``known``: the scored components' path derivatives the method took
+    (``MethodOutput.path_ends``)."""
     from harness.context import CostCounter
     from harness.diagnostics import DiagnosticSettings, cached_diagnostics
-    from harness.storage import content_hash
 
     start = time.perf_counter()
-    diag_key = truth.key  # the sampled subset's diagnostics are cached under its own key
-    if truth_index is not None:
-        diag_key = content_hash({"truth": truth.key, "sample": truth_index.tolist()})[:24]
+    diag_key = diagnostics_key(truth.key, truth_index)
     passes = CostCounter()
     columns, diagnostics = cached_diagnostics(
         spec.cache_dir,
@@ -354,12 +359,21 @@ def run_diagnostics(
         scored_truth,
         DiagnosticSettings(spec.reliability, spec.flag, spec.unreliable, spec.diagnostics),
         spec.method.error_bound(),
-        at_zero,
+        known,
     )
     diagnostics["diagnostics_wall_s"] = time.perf_counter() - start
     for key in ("n_forward", "n_backward", "n_hvp"):
         diagnostics[f"diagnostics_{key}"] = getattr(passes, key)
     return columns, diagnostics
+
+
+def diagnostics_key(truth_key: str, truth_index: np.ndarray | None) -> str:
+    """The key the diagnostics of a ground truth are cached under: the sampled subset's own."""
+    from harness.storage import content_hash
+
+    if truth_index is None:
+        return truth_key
+    return content_hash({"truth": truth_key, "sample": truth_index.tolist()})[:24]
 
 
 def write_record(

@@ -130,3 +130,38 @@ class Component:
         if self.pos >= 0:
             parts.append(f"P{self.pos}")
         return ".".join(parts)
+
+
+@dataclass
+class PathEnds:
+    """Path derivatives of components already taken (:mod:`harness.second_order`), float64
+    [n_components] each: f_c'(0), f_c''(0) and f_c'(1); None: not taken, NaN: a component left
+    out. Passed between a method, the diagnostics and their cache so none is taken twice."""
+
+    first0: torch.Tensor | None = None
+    second0: torch.Tensor | None = None
+    first1: torch.Tensor | None = None
+
+    def values(self) -> dict[str, torch.Tensor | None]:
+        return {"first0": self.first0, "second0": self.second0, "first1": self.first1}
+
+    def select(self, index: list[int]) -> PathEnds:
+        """These derivatives of the components ``index`` only, in that order."""
+        return PathEnds(**{k: None if v is None else v[index] for k, v in self.values().items()})
+
+    def laid_out(self, index: list[int], n_components: int) -> PathEnds:
+        """These derivatives (of the components ``index``) over ``n_components``, NaN elsewhere."""
+
+        def spread(values: torch.Tensor | None) -> torch.Tensor | None:
+            if values is None:
+                return None
+            out = torch.full((n_components,), float("nan"), dtype=torch.float64)
+            out[index] = values.detach().double().cpu()
+            return out
+
+        return PathEnds(**{k: spread(v) for k, v in self.values().items()})
+
+    def covers(self, second: bool, end: bool) -> bool:
+        """Whether f'(0), with ``second`` f''(0) and with ``end`` f'(1) are all here, finite."""
+        wanted = [self.first0] + [self.second0] * second + [self.first1] * end
+        return all(v is not None and bool(torch.isfinite(v).all()) for v in wanted)

@@ -20,6 +20,7 @@ from harness.diagnostics import (
 )
 from harness.errors import HarnessError
 from harness.methods.base import make_method
+from harness.types import PathEnds
 from tests.helpers import make_context, random_batch
 
 SCORES = ["curvature_ratio", "delta_norm", "grad_disagreement", "abs_atp"]
@@ -94,9 +95,10 @@ def test_an_exact_entry_serves_a_cheap_request_and_a_cheap_one_never_an_exact(ti
     assert summary.keys() == fresh.keys()
 
 
-def test_at_zero_of_the_wrong_shape_is_one_line(tiny_gpt2):
+def test_path_ends_of_the_wrong_shape_are_one_line(tiny_gpt2):
     ctx, _ = make_context(tiny_gpt2, random_batch(2, 6, seed=3))
     n = len(ctx.components)
-    wrong = (torch.zeros(n - 1, dtype=torch.float64), torch.zeros(n - 1, dtype=torch.float64))
-    with pytest.raises(HarnessError, match=rf"^the method's at_zero has shape \({n - 1},\), "):
-        path_quantities(ctx, both_ends=False, at_zero=wrong)
+    wrong = PathEnds(torch.zeros(n - 1, dtype=torch.float64), torch.zeros(n, dtype=torch.float64))
+    message = rf"^the method's path_ends.first0 has shape \({n - 1},\), "
+    with pytest.raises(HarnessError, match=message):
+        path_quantities(ctx, both_ends=False, known=wrong)

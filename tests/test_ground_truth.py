@@ -277,3 +277,45 @@ def test_hvp_run_lends_the_diagnostics_its_derivatives_at_zero(
             frames["hvp"][column], frames["atp"][column], rtol=1e-4, atol=1e-7, err_msg=column
         )
     assert frames["hvp"]["flagged"].tolist() == frames["atp"]["flagged"].tolist()
+
+
+def test_end_point_rules_share_the_path_ends_with_the_diagnostics(
+    tiny_gpt2, tmp_path, capsys, monkeypatch
+):
+    """An exact diagnostics run caches f'(0), f''(0), f'(1): a later hermite run of the same
+    truth reads them (no pass of its own) and estimates what a fresh run does; a trapezoid run
+    lends its f'(1) to its diagnostics, which then take no pass at t = 1."""
+    import json
+
+    import pandas as pd
+
+    import harness.diagnostics as diagnostics
+    from tests.test_cli import run_cli
+
+    ends = []
+    original = diagnostics.path_derivatives
+
+    def recording(ctx, components, base, source, t=0.0, **options):
+        ends.append(float(t))
+        return original(ctx, components, base, source, t=t, **options)
+
+    monkeypatch.setattr(diagnostics, "path_derivatives", recording)
+
+    def run(folder: str, method: str) -> tuple[dict, pd.DataFrame]:
+        args = local_run_args(tiny_gpt2, _pairs(tmp_path), tmp_path / folder)
+        extra = ["components.sites=[neuron]", "truth.sample=12", f"method={method}"]
+        code, _, err = run_cli([*args, *extra, "diagnostics=exact"], capsys)
+        assert code == 0, err
+        path = max((tmp_path / folder / "runs").glob(f"*/*{method}/summary.json"))
+        frame = pd.read_parquet(path.parent / "estimates.parquet")
+        return json.loads(path.read_text()), frame[frame["sampled"]].reset_index(drop=True)
+
+    run("shared", "atp")  # computes and caches the exact tier's path derivatives
+    shared, shared_frame = run("shared", "hermite")
+    assert shared["path_ends_cached"] and shared["n_backward"] == 0 and shared["n_hvp"] == 0
+    fresh, fresh_frame = run("fresh", "hermite")
+    assert not fresh["path_ends_cached"] and fresh["n_backward"] > 0
+    np.testing.assert_allclose(shared_frame["estimate"], fresh_frame["estimate"], rtol=1e-9)
+    ends.clear()
+    run("lent", "trapezoid")
+    assert ends == [0.0]  # the diagnostics' f'(1) is trapezoid's

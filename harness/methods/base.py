@@ -20,27 +20,28 @@ import torch
 from harness.context import AttributionContext
 from harness.cost import CostEstimate
 from harness.registry import Plugin, Registry
+from harness.types import PathEnds
 
 
 @dataclass
 class MethodOutput:
     """``estimates`` [n_components] (float64); ``columns``: extra per-component values written to
     estimates.parquet (each [n_components]); ``summary``: extra scalar values for summary.json;
-    ``at_zero``: (f_c'(0), f_c''(0)) of every component's path (float64 [n_components] each),
-    when the method took them from :func:`harness.second_order.path_derivatives` at t = 0 (the
-    diagnostics then reuse them instead of computing them again)."""
+    ``path_ends``: the path derivatives (f_c'(0), f_c''(0), f_c'(1)) the method took from
+    :func:`harness.second_order.path_derivatives` (the diagnostics then reuse them instead of
+    taking them again)."""
 
     estimates: torch.Tensor
     columns: dict[str, torch.Tensor] = field(default_factory=dict)
     summary: dict[str, float] = field(default_factory=dict)
-    at_zero: tuple[torch.Tensor, torch.Tensor] | None = None
+    path_ends: PathEnds | None = None
     computed: torch.Tensor | None = None
     """bool [n_components]: the components the method estimated (its estimates are NaN
     elsewhere, :meth:`Method.estimate_sample`); None: every component."""
 
     def laid_out(self, index: Sequence[int], n_components: int) -> MethodOutput:
         """This output of the components ``index`` only, laid out over ``n_components``:
-        estimates, columns and ``at_zero`` float64 with NaN elsewhere, ``computed`` marking
+        estimates, columns and ``path_ends`` float64 with NaN elsewhere, ``computed`` marking
         ``index``."""
 
         def spread(values: torch.Tensor) -> torch.Tensor:
@@ -48,13 +49,14 @@ class MethodOutput:
             out[list(index)] = values.detach().double().cpu()
             return out
 
+        ends = self.path_ends
         computed = torch.zeros(n_components, dtype=torch.bool)
         computed[list(index)] = True
         return MethodOutput(
             estimates=spread(self.estimates),
             columns={name: spread(column) for name, column in self.columns.items()},
             summary=dict(self.summary),
-            at_zero=None if self.at_zero is None else tuple(map(spread, self.at_zero)),
+            path_ends=ends and ends.laid_out(list(index), n_components),
             computed=computed,
         )
 

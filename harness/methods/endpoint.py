@@ -5,32 +5,26 @@ Delta_c = f_c(1) - f_c(0) = integral of f_c'(t) over [0, 1]. The per-component r
 :mod:`harness.methods.trapezoid`, :mod:`harness.methods.hermite` and
 :mod:`harness.methods.hvp_guarded` combine f_c'(0), f_c''(0) and f_c'(1), each taken by
 :func:`harness.second_order.path_derivatives`: f'(0) and f''(0) in the shared unpatched pass at
-t = 0, f'(1) with one patched copy and its backward per component.
+t = 0, f'(1) with one patched copy and its backward per component; none of them where the
+context already holds them (``AttributionContext.path_ends``: a run's exact diagnostics cache).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-
-import torch
 
 from harness.context import AttributionContext
 from harness.cost import AT_ZERO, BACKWARD, FORWARD, CostEstimate, per_component_cost
 from harness.patching import collect_activations, site_names
 from harness.second_order import path_derivatives
+from harness.types import PathEnds
 
 
-@dataclass
-class EndPoints:
-    """f_c'(0), f_c''(0) (None unless asked) and f_c'(1) (None unless asked), float64 [n]."""
-
-    first0: torch.Tensor
-    second0: torch.Tensor | None
-    first1: torch.Tensor | None
-
-
-def end_points(ctx: AttributionContext, second: bool, end: bool) -> EndPoints:
-    """f'(0) of every component's path, with ``second`` its f''(0) and with ``end`` its f'(1)."""
+def end_points(ctx: AttributionContext, second: bool, end: bool) -> PathEnds:
+    """f'(0) of every component's path, with ``second`` its f''(0) and with ``end`` its f'(1);
+    the context's ``path_ends`` where they hold all of these (no pass then)."""
+    known = ctx.path_ends
+    if known is not None and known.covers(second, end):
+        second0, first1 = known.second0 if second else None, known.first1 if end else None
+        return PathEnds(known.first0, second0, first1)
     names = site_names(ctx.components)
     _, base = collect_activations(ctx, ctx.base_tokens, names)
     _, source = collect_activations(ctx, ctx.source_tokens, names)
@@ -38,7 +32,7 @@ def end_points(ctx: AttributionContext, second: bool, end: bool) -> EndPoints:
     first1 = None
     if end:
         first1, _ = path_derivatives(ctx, ctx.components, base, source, t=1.0, second=False)
-    return EndPoints(first0, second0 if second else None, first1)
+    return PathEnds(first0, second0 if second else None, first1)
 
 
 def end_points_cost(n_components: int, second: bool, end: bool) -> CostEstimate:

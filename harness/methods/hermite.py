@@ -10,8 +10,9 @@ step overshoots (f'' large at 0 and the path saturating), the end point pulls it
 Columns: ``first_order`` (f'(0)), ``second_order`` (f''(0) / 2), ``first_order_end`` (f'(1)).
 Sign: that of the true effect L(patched) - L(base).
 Cost: :func:`harness.methods.endpoint.end_points_cost` with f''(0) and f'(1): the exact HVP's
-passes plus one patched forward and backward per component. f'(0) and f''(0) are lent to the
-diagnostics (``MethodOutput.at_zero``).
+passes plus one patched forward and backward per component; nothing where the context holds
+them (``AttributionContext.path_ends``, the exact diagnostics' cache). All three are lent to the
+diagnostics (``MethodOutput.path_ends``).
 Proved by: tests/methods/test_endpoint.py (exact for a cubic path; equal to the formula on the
 diagnostics' own path quantities).
 """
@@ -50,5 +51,5 @@ class CubicHermite(Method):
                 "second_order": second0 / 2,
                 "first_order_end": first1,
             },
-            at_zero=(first0, second0),
+            path_ends=ends,
         )

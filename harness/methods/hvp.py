@@ -39,6 +39,7 @@ from harness.methods.base import Method, MethodOutput
 from harness.patching import Activations, collect_activations, site_names
 from harness.second_order import path_derivatives
 from harness.task_metric import per_prompt_metric
+from harness.types import PathEnds
 
 MODES = ("exact", "shared")
 
@@ -71,18 +72,18 @@ class HessianVectorProduct(Method):
     def estimate(self, ctx: AttributionContext) -> MethodOutput:
         names = site_names(ctx.components)
         _, source = collect_activations(ctx, ctx.source_tokens, names)
-        at_zero = None
+        ends = None
         if self.config["mode"] == "exact":
             _, base = collect_activations(ctx, ctx.base_tokens, names)
             first, curvature = path_derivatives(ctx, ctx.components, base, source, t=0.0)
             second = curvature / 2
-            at_zero = (first, curvature)
+            ends = PathEnds(first0=first, second0=curvature)
         else:
             first, second = shared_terms(ctx, names, source)
         return MethodOutput(
             estimates=first + second,
             columns={"first_order": first, "second_order": second},
-            at_zero=at_zero,
+            path_ends=ends,
         )
 
 

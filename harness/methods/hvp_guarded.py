@@ -7,7 +7,7 @@ tau = 0 is AtP, tau -> infinity the exact HVP. Column ``clipped``: 1.0 where the
 Columns also: ``first_order`` (f'(0)) and ``second_order`` (the unclipped f''(0) / 2).
 Sign: that of the true effect L(patched) - L(base).
 Cost: the exact HVP's (:func:`harness.methods.endpoint.end_points_cost` with f''(0), no f'(1));
-f'(0) and f''(0) are lent to the diagnostics (``MethodOutput.at_zero``).
+f'(0) and f''(0) are lent to the diagnostics (``MethodOutput.path_ends``).
 Proved by: tests/methods/test_endpoint.py (equal to the HVP where the guard does not act, to AtP
 at trust 0, clipped exactly at tau |f'(0)|).
 """
@@ -53,5 +53,5 @@ class GuardedHVP(Method):
                 "clipped": (guarded != term).double(),
             },
             summary={"trust": float(self.options.trust)},
-            at_zero=(first0, second0),
+            path_ends=ends,
         )

@@ -41,4 +41,5 @@ class Trapezoid(Method):
         return MethodOutput(
             estimates=(ends.first0 + ends.first1) / 2,
             columns={"first_order": ends.first0, "first_order_end": ends.first1},
+            path_ends=ends,
         )

@@ -45,7 +45,7 @@ def test_hermite_is_the_formula_on_the_path_quantities(toy):
     first, half_second = hvp.columns["first_order"], hvp.columns["second_order"]
     expected = first + half_second + (end - first - 2 * half_second) / 3
     torch.testing.assert_close(hermite.estimates, expected, rtol=1e-9, atol=1e-12)
-    assert hermite.at_zero is not None  # f'(0), f''(0) lent to the diagnostics
+    assert hermite.path_ends.covers(second=True, end=True)  # lent to the diagnostics
     assert (hermite.estimates - hvp.estimates).abs().max() > 1e-4  # the end point matters
 
 
@@ -53,8 +53,8 @@ def test_guard_limits(toy):
     ctx = toy
     hvp = make_method({"name": "hvp"}).estimate(ctx)
     first, term = hvp.columns["first_order"], hvp.columns["second_order"]
-    at_zero = make_method({"name": "hvp_guarded", "trust": 0.0}).estimate(ctx)
-    torch.testing.assert_close(at_zero.estimates, first, rtol=0, atol=0)
+    atp_like = make_method({"name": "hvp_guarded", "trust": 0.0}).estimate(ctx)
+    torch.testing.assert_close(atp_like.estimates, first, rtol=0, atol=0)
     wide = make_method({"name": "hvp_guarded", "trust": 1e6}).estimate(ctx)
     torch.testing.assert_close(wide.estimates, hvp.estimates, rtol=1e-12, atol=0)
     assert not wide.columns["clipped"].any()
@@ -74,3 +74,28 @@ def test_end_point_rules_are_exact_on_a_quadratic_path(tmp_path, monkeypatch):
     for slug in ("trapezoid", "hermite"):
         estimates = make_method({"name": slug}).estimate(ctx).estimates
         assert (estimates - truth).abs().max() < 1e-8 * atp_error, slug
+
+
+def test_path_ends_the_context_holds_cost_no_pass(toy):
+    """Where the context holds f'(0), f''(0) and f'(1) (the exact diagnostics' cache), the
+    end-point rules take them and make no pass; where one is missing (NaN), they take all."""
+    from dataclasses import replace
+
+    from harness.context import CostCounter
+    from harness.types import PathEnds
+
+    n = len(toy.components)
+    ends = PathEnds(*(torch.linspace(-1, 1, n, dtype=torch.float64) * k for k in (1.0, 2.0, 3.0)))
+    held = replace(toy, path_ends=ends, cost=CostCounter())
+    hermite = make_method({"name": "hermite"}).estimate(held)
+    first0, second0, first1 = ends.first0, ends.second0, ends.first1
+    expected = first0 + second0 / 2 + (first1 - first0 - second0) / 3
+    torch.testing.assert_close(hermite.estimates, expected, rtol=1e-12, atol=0)
+    assert held.cost.as_dict() == CostCounter().as_dict()  # no pass at all
+    sub = held.select_components([1, 0])  # a sample keeps its own components' values
+    torch.testing.assert_close(sub.path_ends.first1, first1[[1, 0]])
+    partial = PathEnds(first0, second0, torch.full((n,), float("nan"), dtype=torch.float64))
+    taken = replace(toy, path_ends=partial, cost=CostCounter())
+    fresh = make_method({"name": "trapezoid"}).estimate(taken)
+    assert taken.cost.n_backward > 0
+    assert (fresh.estimates - (first0 + first1) / 2).abs().max() > 1e-3
