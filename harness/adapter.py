@@ -41,6 +41,7 @@ _SITE_HOOKS: dict[str, str] = {
 
 
 _UNEMBED_IN = "unembed.hook_in"
+_EMBED_OUT = "hook_embed"  # the bridge's alias of embed.hook_out
 
 
 def _gather_hook(read_pos: torch.Tensor) -> HookFn:
@@ -191,6 +192,12 @@ class ModelAdapter:
         d_model] (``hook_resid_pre``, ``hook_resid_post``)."""
         pre = self._checked(f"blocks.{layer}.hook_resid_pre")
         return pre, self._checked(f"blocks.{layer}.hook_resid_post")
+
+    def embed_hook_name(self) -> str:
+        """Name of the token embedding's output [batch, pos, d_model], where the prompt enters
+        the residual stream (positional embeddings, where the model adds them, have their own
+        hook)."""
+        return self._checked(_EMBED_OUT)
 
     def _checked(self, name: str) -> str:
         if name not in self._hook_names:
