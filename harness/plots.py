@@ -322,8 +322,9 @@ def pareto_front(cost: np.ndarray, error: np.ndarray) -> np.ndarray:
 
 
 def error_vs_cost(results: pd.DataFrame, error: str = "rel_error", cost: str = "wall_s") -> Figure:
-    """Error against cost (log scale), one panel per model / task, one colour per method; the
-    dashed staircase is the Pareto front (no method is both cheaper and more accurate)."""
+    """Error against cost (log scale), one panel per model / task (/ sites / positions where
+    those vary), one colour per method; the dashed staircase is the Pareto front (no method is
+    both cheaper and more accurate)."""
     needed = {error, cost, "model", "task", "method"}
     if results.empty or not needed <= set(results.columns):
         return _empty(f"no runs with {error!r} and {cost!r}")
@@ -331,9 +332,11 @@ def error_vs_cost(results: pd.DataFrame, error: str = "rel_error", cost: str = "
     if data.empty:
         return _empty(f"no runs with {error!r} and {cost!r}")
     method_colors = colors_for(data["method"])
-    groups = list(data.groupby(["model", "task"], sort=True))
+    keys = ["model", "task"]  # and the component set, where runs of one pair differ in it
+    keys += [k for k in ("sites", "positions") if k in data and data[k].nunique(dropna=False) > 1]
+    groups = list(data.groupby(keys, sort=True))
     fig, axes = _grid(len(groups))
-    for ax, ((model, task), sub) in zip(axes, groups, strict=True):
+    for ax, (group, sub) in zip(axes, groups, strict=True):
         c = np.clip(sub[cost].to_numpy(float), 1e-6, None)
         e = sub[error].to_numpy(float)
         for method, color in method_colors.items():
@@ -360,7 +363,7 @@ def error_vs_cost(results: pd.DataFrame, error: str = "rel_error", cost: str = "
         ax.set_ylim(bottom=-0.04 * top, top=top)  # a zero-error method stays visible
         lo, hi = float(c.min()), float(c.max())
         ax.set_xlim(lo / 2, hi * 2)
-        ax.set_title(f"{model} / {task}", fontsize=10)
+        ax.set_title(" / ".join(map(str, group)), fontsize=10)
         ax.set_xlabel(AXIS_LABELS.get(cost, cost) + " (log scale)")
         ax.set_ylabel(AXIS_LABELS.get(error, error))
         ax.grid(True, which="major", lw=0.3, color="0.85")

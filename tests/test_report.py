@@ -666,3 +666,24 @@ def test_reliability_table_puts_the_abs_atp_auroc_beside_every_score():
     markdown = report.to_markdown(report.table_frames(pd.DataFrame(rows)), reliability={"t": table})
     assert "## Reliability scores, task `t`" in markdown and "| abs_atp AUROC |" in markdown
     assert "| m     | curvature_ratio | exact |" in markdown
+
+
+def test_error_vs_cost_has_a_panel_per_component_set():
+    """Runs of one model and task on two component sets are two panels, not one mixed front."""
+    from harness import plots
+
+    frame = pd.DataFrame(
+        {
+            "model": ["m"] * 4,
+            "task": ["t"] * 4,
+            "method": ["a", "b", "a", "b"],
+            "rel_error": [1.0, 2.0, 3.0, 4.0],
+            "wall_s": [1.0, 2.0, 1.0, 2.0],
+            "sites": ["head", "head", "resid_pre", "resid_pre"],
+            "positions": ["all", "all", "each", "each"],
+        }
+    )
+    fig = plots.error_vs_cost(frame)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["m / t / head / all", "m / t / resid_pre / each"]
+    plots.close([fig])
