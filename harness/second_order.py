@@ -178,7 +178,10 @@ def _at_zero(
     row = pass_row_bytes(ctx, kind, vocabulary=True)
     plan = chunk_plan(ctx, count, row, f"{desc} at t=0")  # reported apart from the copies' plan
     groups = group_by_hook(components)
-    owners = {name: _owners(components, idx, base[name].shape[1:]) for name, idx in groups.items()}
+    owners = {
+        name: component_owners(components, idx, base[name].shape[1:])
+        for name, idx in groups.items()
+    }
     dtype = ctx.model.dtype
     for rows in ctx.progress.passes(ctx.prompt_chunks(plan.prompt_rows), f"{desc} at t=0"):
         sub = ctx.batch.select(rows)
@@ -214,9 +217,12 @@ def _at_zero(
     return first, curvature
 
 
-def _owners(components: Sequence[Component], idx: list[int], shape: torch.Size) -> torch.Tensor:
+def component_owners(
+    components: Sequence[Component], idx: list[int], shape: torch.Size
+) -> torch.Tensor:
     """[*shape] long: the position in ``idx`` of the component owning each element of a site's
-    activation (``len(idx)``: none)."""
+    activation (``len(idx)``: none); :class:`_SharedUnavailable` where two overlap. Used by
+    the shared pass here and by the probes of :func:`harness.methods.hvp.shared_terms`."""
     owner = torch.full(tuple(shape), len(idx), dtype=torch.long)
     for j, i in enumerate(idx):
         index = slice_index(components[i])
@@ -228,7 +234,7 @@ def _owners(components: Sequence[Component], idx: list[int], shape: torch.Size) 
 
 def _scale_hook(delta: torch.Tensor, owner: torch.Tensor, scale: torch.Tensor):
     """Hook adding s_c d_c for every component c of a site: ``delta`` [m, ...] (the whole
-    source - base difference), ``owner`` [...] (see :func:`_owners`), ``scale`` [k] leaf."""
+    source - base difference), ``owner`` [...] (:func:`component_owners`), ``scale`` [k] leaf."""
     owner = owner.to(delta.device)
 
     def hook(act: torch.Tensor, hook: object) -> torch.Tensor:

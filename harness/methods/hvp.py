@@ -31,13 +31,13 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.components import reduce_per_component
+from harness.components import group_by_hook, reduce_per_component
 from harness.config import one_of
 from harness.context import AttributionContext
 from harness.cost import AT_ZERO, BACKWARD, FORWARD, HVP, CostEstimate, per_component_cost
 from harness.methods.base import Method, MethodOutput
 from harness.patching import Activations, collect_activations, site_names
-from harness.second_order import path_derivatives
+from harness.second_order import component_owners, path_derivatives
 from harness.task_metric import per_prompt_metric
 from harness.types import PathEnds
 
@@ -88,10 +88,24 @@ class HessianVectorProduct(Method):
 
 
 def shared_terms(
-    ctx: AttributionContext, names: list[str], source: Activations
+    ctx: AttributionContext,
+    names: list[str],
+    source: Activations,
+    signs: torch.Tensor | None = None,
+    joint: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per component g_c . d_c and d_c^T (H_ss d_s)_c / 2, float64 [n_components] each."""
+    """Per component g_c . d_c and a halved second-order term, float64 [n_components] each.
+
+    ``signs`` None (mode ``shared``): one HVP per site with v = d_s, the whole site's
+    perturbation; c reads d_c^T (H_ss d_s)_c / 2. ``signs`` [K, n_components] (the weights
+    w_kc of ``hvp_probe``): probe k moves v_k = sum_c w_kc d_c, per site (H_ss v_k, K HVPs a
+    site) or, with ``joint``, across every site at once (H v_k, K HVPs); c reads
+    (1/K) sum_k w_kc d_c^T (H v_k)_c / 2. Per prompt chunk: one forward, one backward (with
+    create_graph) and those HVPs.
+    """
     n = ctx.batch.n
+    probes = 1 if signs is None else len(signs)
+    weights = None if signs is None else probe_weights(ctx, names, source, signs)
     firsts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     seconds: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for rows in ctx.prompt_chunks():
@@ -112,19 +126,58 @@ def shared_terms(
             logits = ctx.model.run(ctx.base_tokens[rows], hooks, read_pos=sub.last)
             total = per_prompt_metric(logits, sub, ctx.metric).sum() / n
             grads = torch.autograd.grad(total, [eps[k] for k in names], create_graph=True)
-            for name, grad in zip(names, grads, strict=True):
-                d = source[name][rows].to(grad.dtype) - base[name]
-                hv = None
-                if grad.requires_grad:
-                    (hv,) = torch.autograd.grad(
-                        (grad * d).sum(), eps[name], retain_graph=True, allow_unused=True
-                    )
-                hv = torch.zeros_like(d) if hv is None else hv
-                firsts[name].append((grad.detach() * d).double())
-                seconds[name].append((hv * d).double() / 2)
+            grads = dict(zip(names, grads, strict=True))
+            deltas = {k: source[k][rows].to(grads[k].dtype) - base[k] for k in names}
+            sums = {k: torch.zeros_like(d) for k, d in deltas.items()}
+            for k in range(probes):
+                moves = {
+                    name: d if weights is None else weights[name][k] * d
+                    for name, d in deltas.items()
+                }
+                for group in [names] if joint else [[name] for name in names]:
+                    products = _hessian_vector(grads, eps, moves, group)
+                    for name, hv in zip(group, products, strict=True):
+                        sums[name] += hv * moves[name]  # w_kc d_c . (H v_k)_c on c's slice
+            for name, d in deltas.items():
+                firsts[name].append((grads[name].detach() * d).double())
+                seconds[name].append(sums[name].double() / (2 * probes))
         ctx.cost.forward(rows.stop - rows.start)
         ctx.cost.n_backward += 1
-        ctx.cost.n_hvp += len(names)
+        ctx.cost.n_hvp += probes * (1 if joint else len(names))
     first = reduce_per_component({k: torch.cat(v) for k, v in firsts.items()}, ctx.components)
     second = reduce_per_component({k: torch.cat(v) for k, v in seconds.items()}, ctx.components)
     return first.cpu(), second.cpu()
+
+
+def _hessian_vector(
+    grads: Activations, eps: Activations, moves: Activations, group: list[str]
+) -> list[torch.Tensor]:
+    """(H v)_s at every site s of ``group``, v = ``moves`` on the group's sites (0 elsewhere):
+    one second backward of sum_s (g_s . v_s) (zeros where nothing depends on the sites)."""
+    live = [name for name in group if grads[name].requires_grad]
+    products = [None] * len(group)
+    if live:
+        inner = sum((grads[name] * moves[name]).sum() for name in live)
+        products = torch.autograd.grad(
+            inner, [eps[name] for name in group], retain_graph=True, allow_unused=True
+        )
+    return [
+        torch.zeros_like(moves[name]) if hv is None else hv
+        for name, hv in zip(group, products, strict=True)
+    ]
+
+
+def probe_weights(
+    ctx: AttributionContext, names: list[str], source: Activations, signs: torch.Tensor
+) -> Activations:
+    """Per site, [K, *activation shape without batch] in the model's dtype: ``signs[k, c]``
+    (``signs`` [K, n_components]) on component c's slice, 0 on elements no component owns
+    (:func:`harness.second_order.component_owners`)."""
+    groups = group_by_hook(ctx.components)
+    out: Activations = {}
+    for name in names:
+        idx = groups[name]
+        owner = component_owners(ctx.components, idx, source[name].shape[1:])
+        padded = torch.cat([signs[:, idx], signs.new_zeros(len(signs), 1)], dim=1)
+        out[name] = padded[:, owner].to(device=ctx.model.device, dtype=ctx.model.dtype)
+    return out
