@@ -130,6 +130,20 @@ def test_paper_real_grid_is_the_cpu_sized_subset():
     assert job.diagnostics == "exact" and cfg.n_prompts == 8
 
 
+@pytest.mark.parametrize("preset", ["estimators_zoo", "estimators_real"])
+def test_estimator_study_presets(preset):
+    """The estimator study: AtP, the paper's HVP and every new estimator, per head and per
+    position, each paying its own passes (the cheap tier caches no path derivative)."""
+    cfg, _, grid = preset_grid(preset)
+    estimators = {"atp", "hvp", "hvp_guarded", "trapezoid", "hermite", "clean_corrupted"}
+    assert estimators | {"eap_ig_inputs", "hvp_probe"} <= set(grid["method"])
+    assert grid["components"] == [
+        {"sites": ["head"], "positions": "all"},
+        {"sites": ["resid_pre"], "positions": "each"},
+    ]
+    assert cfg.diagnostics == "cheap"
+
+
 def commands(text: str) -> list[list[str]]:
     """The words of each ``harness -m experiment=...`` command in ``text`` (comment marks, line
     continuations and quoting removed)."""
