@@ -8,8 +8,11 @@ the ground truth with its diagnostics and the error decomposition; circuit recov
 method ranks every component. A ground truth already in the cache and a job whose results
 exist (``resume``) cost nothing. A short probe calibrates the unit on this machine: each
 distinct model is loaded once and one clean forward of each distinct prompt batch is timed
-(:func:`harness.cost.time_forward`); a job's wall time is its forward equivalents times that
-forward, plus the model's load time. Nothing is written: no run folder, no cache entry (the
+(:func:`harness.cost.time_forward`), and the ground truth and the path derivatives of 16
+components are timed against it (:meth:`Probe.ratios_of`): the cost model's per-component part
+is scaled by those ratios (the model is an upper bound; a patched copy starts at its component's
+layer), and a job's wall time is its forward equivalents times that forward, plus the model's
+load time. Nothing is written: no run folder, no cache entry (the
 probe loads models without ``cache_dir``).
 """
 
@@ -28,6 +31,9 @@ from harness.errors import HarnessError
 
 AXES = ("model", "task", "method")
 """The config groups every job names (the table's own columns)."""
+
+PROBE_COMPONENTS = 16
+"""Components the calibration probe patches and differentiates (:meth:`Probe.ratios_of`)."""
 
 
 @dataclass
@@ -78,6 +84,7 @@ class Probe:
     def __init__(self) -> None:
         self.models: dict[str, tuple[Any, float]] = {}
         self.forwards: dict[tuple[str, str], float] = {}
+        self.ratios: dict[tuple[str, str], tuple[float, float]] = {}
 
     def load(self, spec: Any) -> tuple[Any, float, str]:
         """(the loaded model, its load seconds, its key) for the job ``spec``."""
@@ -91,6 +98,40 @@ class Probe:
             self.models[key] = (loaded, time.perf_counter() - start)
         loaded, load_s = self.models[key]
         return loaded, load_s, key
+
+    def ratios_of(self, model_key: str, ctx: Any) -> tuple[float, float]:
+        """(patched copy, path point): the seconds of one component's patched forward in the
+        ground-truth engine, and of one f'(t), f''(t) evaluation in the path-derivative engine
+        per forward equivalent the cost model gives it, over one clean forward of ``ctx``'s
+        prompt batch; timed once per model, prompt batch and component set on up to
+        :data:`PROBE_COMPONENTS` components spread over the list. They turn the cost model's
+        per-component part (an upper bound: a copy starts at its component's layer, ends at the
+        last position's logits and runs batched) into this machine's."""
+        from harness.cost import PER_PATH_POINT
+        from harness.ground_truth import compute_ground_truth
+        from harness.patching import collect_activations, site_names
+        from harness.second_order import path_derivatives
+        from harness.storage import content_hash
+
+        components = ctx.components
+        key = (model_key, content_hash([ctx.base_tokens.tolist(), [c.id for c in components]]))
+        if key not in self.ratios:
+            count = min(len(components), PROBE_COMPONENTS)
+            picked = [round(i * (len(components) - 1) / max(count - 1, 1)) for i in range(count)]
+            probe = ctx.select_components(picked)
+            forward_s = self.forward_s(model_key, ctx)
+            compute_ground_truth(probe)  # warm-up
+            start = time.perf_counter()
+            compute_ground_truth(probe)
+            copy = (time.perf_counter() - start) / count / forward_s
+            names = site_names(probe.components)
+            _, base = collect_activations(probe, probe.base_tokens, names)
+            _, source = collect_activations(probe, probe.source_tokens, names)
+            start = time.perf_counter()
+            path_derivatives(probe, probe.components, base, source, t=1.0)
+            point = (time.perf_counter() - start) / count / forward_s / PER_PATH_POINT
+            self.ratios[key] = (copy, point)
+        return self.ratios[key]
 
     def forward_s(self, model_key: str, ctx: Any) -> float:
         """Seconds of one clean forward of ``ctx``'s prompt batch, timed once per batch."""
@@ -143,9 +184,10 @@ def plan_job(
     stages = stage_costs(spec, ctx, truth_index)
     for what, estimate, remedy in stages.values():
         check_cost(what, estimate, spec.max_fwd_equiv, remedy)
+    expected = expected_costs(spec, ctx, truth_index, stages, probe.ratios_of(model_key, ctx))
     method_index = method_sample(spec, truth_index)
     counted = "" if method_index is None else f"{len(method_index)} of "
-    fwd_equiv = stages["method"][1].fwd_equiv if stages["method"][1] else 0.0
+    fwd_equiv = expected["method"]
     notes = [] if stages["method"][1] else ["method cost unknown"]
     truth_ctx = ctx if truth_index is None else ctx.select_components(truth_index)
     key = truth_key(truth_ctx, loaded.fingerprint, components)
@@ -157,7 +199,7 @@ def plan_job(
         notes.append("truth shared")
     else:
         truths.add(key)
-        fwd_equiv += stages["truth"][1].fwd_equiv
+        fwd_equiv += expected["truth"]
         if spec.decomposition:
             n_layers = ctx.model.shape.n_layers
             decomposition = decomposition_cost(truth_ctx.components, n_layers)
@@ -181,6 +223,41 @@ def plan_job(
         str(ctx.model.device.type),
         ", ".join(notes),
     )
+
+
+def expected_costs(
+    spec: Any, ctx: Any, truth_index: Any, stages: dict[str, Any], ratios: tuple[float, float]
+) -> dict[str, float]:
+    """Each stage's expected forward equivalents on this machine: the cost model's estimate
+    (``stages``, :func:`harness.run.stage_costs`, an upper bound) with its per-component part
+    scaled by the probe's ratio (:meth:`Probe.ratios_of`): the patched copy's for the ground
+    truth, the path point's for the method and for the exact diagnostics, whose per-component
+    part is path derivatives. The per-component part is what the estimate gains when every
+    component is listed twice (the same sites and layers: per-site passes do not change)."""
+    import numpy as np
+
+    from harness.cost import run_cost
+    from harness.run import stage_costs
+
+    copy, point = ratios
+    n = len(ctx.components)
+    twice = ctx.select_components(list(range(n)) * 2)
+    index = None if truth_index is None else np.concatenate([truth_index, truth_index + n])
+    doubled = stage_costs(spec, twice, index)
+    n_truth = n if truth_index is None else len(truth_index)
+    truth_alone = run_cost(n_truth, "off").fwd_equiv - run_cost(0, "off").fwd_equiv
+    out = {}
+    for stage, (_, estimate, _) in stages.items():
+        if estimate is None:
+            out[stage] = 0.0
+            continue
+        per_component = doubled[stage][1].fwd_equiv - estimate.fwd_equiv
+        if stage == "truth":  # its patched copies, then the diagnostics' path derivatives
+            out[stage] = estimate.fwd_equiv + (copy - 1.0) * truth_alone
+            out[stage] += (point - 1.0) * (per_component - truth_alone)
+        else:
+            out[stage] = estimate.fwd_equiv + (point - 1.0) * per_component
+    return out
 
 
 def plan(master: Any, multirun: bool) -> list[PlannedJob]:
@@ -240,8 +317,10 @@ def format_plan(jobs: list[PlannedJob], threads: int | None = None) -> str:
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     lines = [
-        "dry run: nothing is run or written. Forward equivalents from the cost model, wall "
-        "time from one clean forward timed here per model and prompt batch, plus the model load",
+        "dry run: nothing is run or written. Forward equivalents from the cost model, its "
+        "per-component part scaled by a probe of the patching engines here (16 components' "
+        "patched copies and path derivatives against one clean forward); wall time from that "
+        "clean forward, timed here per model and prompt batch, plus the model load",
     ]
     for row in [header, *rows]:
         cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]

@@ -49,7 +49,7 @@ def test_a_dry_run_prints_every_job_and_the_total_and_writes_nothing(args, tmp_p
     fwd = [float(r["fwd_equiv"]) for r in rows]
     assert all(f > 0 for f in fwd)
     by_method = {r["method"]: float(r["fwd_equiv"]) for r in rows if "seed=0" in r["note"]}
-    assert by_method["atp"] < by_method["hvp"] < by_method["ig"]  # the cost model's order
+    assert max(by_method["atp"], by_method["hvp"]) < by_method["ig"]  # 32 path points each
     total = total_line(out)
     assert total.startswith("total: 6 job(s), ")
     printed = float(re.search(r"job\(s\), (\S+) forward equivalents", total).group(1))
@@ -131,3 +131,35 @@ def test_a_job_of_a_grid_the_real_run_would_refuse_is_listed_with_its_error(args
 )
 def test_durations_read_in_their_largest_unit(seconds, text):
     assert duration(seconds) == text
+
+
+def test_the_expected_cost_scales_only_the_per_component_part(tiny_gpt2):
+    """The probe's ratios scale what the cost model spends per component (the method's path
+    points, the truth's patched copies); a method whose cost does not grow with the components
+    keeps the model's estimate, and ratios of 1 give the model's estimates back."""
+    from hydra import compose, initialize_config_module
+
+    from harness.cost import FORWARD, PER_PATH_POINT
+    from harness.plan import expected_costs
+    from harness.run import check_composed, stage_costs
+    from tests.helpers import make_context, random_batch
+
+    ctx, _ = make_context(tiny_gpt2, random_batch(2, 5, seed=4), sites=("head",))
+    n = len(ctx.components)
+
+    def costs(method: str, ratios: tuple[float, float]) -> tuple[dict, dict]:
+        with initialize_config_module(config_module="harness.conf", version_base="1.3"):
+            overrides = [f"method={method}", "diagnostics=cheap", "results_dir=/tmp/unused"]
+            spec = check_composed(compose("config", overrides=overrides))
+        stages = stage_costs(spec, ctx, None)
+        return stages, expected_costs(spec, ctx, None, stages, ratios)
+
+    stages, same = costs("ms_hvp", (1.0, 1.0))
+    assert same == {k: v[1].fwd_equiv for k, v in stages.items()}
+    stages, scaled = costs("ms_hvp", (0.5, 0.25))
+    steps = 8  # conf/method/ms_hvp.yaml
+    per_component = n * steps * PER_PATH_POINT
+    assert scaled["method"] == pytest.approx(stages["method"][1].fwd_equiv - 0.75 * per_component)
+    assert scaled["truth"] == pytest.approx(stages["truth"][1].fwd_equiv - 0.5 * n * FORWARD)
+    stages, atp = costs("atp", (0.5, 0.25))
+    assert atp["method"] == stages["method"][1].fwd_equiv
