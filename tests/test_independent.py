@@ -37,9 +37,10 @@ def out_projections(model) -> list[torch.nn.Module]:
 
 
 class Reference:
-    """Independent float64 AtP, AtP + 1/2 f''(0) and activation patching of attention heads
-    (noising). f''(0) is the second derivative of t -> metric(clean run with the head's input
-    to the output projection moved by t * (corrupt - clean)), by double autograd in t."""
+    """Independent float64 AtP, AtP + 1/2 f''(0), the trapezoid (f'(0) + f'(1)) / 2, the cubic
+    Hermite rule and activation patching of attention heads (noising). f'(t) and f''(t) are the
+    derivatives of t -> metric(clean run with the head's input to the output projection moved
+    by t * (corrupt - clean)), by double autograd in t."""
 
     def __init__(self, folder: Path, pairs: list[dict]):
         self.model = AutoModelForCausalLM.from_pretrained(
@@ -102,13 +103,13 @@ class Reference:
         handle.remove()
         return values
 
-    def second_derivatives(self, layer, delta):
-        """[heads]: f_h''(0) for every head h of ``layer`` by double autograd in t_h (copy h
-        depends on t_h alone, so the second backward of the summed first derivatives gives
-        each)."""
+    def path_derivatives(self, layer, delta, at: float):
+        """([heads], [heads]): f_h'(at) and f_h''(at) for every head h of ``layer`` by double
+        autograd in t_h (copy h depends on t_h alone, so the second backward of the summed
+        first derivatives gives each)."""
         heads = self.n_heads
         v = self.head_directions(delta)
-        t = torch.zeros(heads, dtype=torch.float64, requires_grad=True)
+        t = torch.full((heads,), at, dtype=torch.float64, requires_grad=True)
         shape = (heads,) + (1,) * delta.dim()
         handle = self.proj[layer].register_forward_pre_hook(
             lambda m, a: (a[0] + (t.view(shape) * v).reshape(a[0].shape),)
@@ -118,7 +119,7 @@ class Reference:
             (first,) = torch.autograd.grad(values.sum(), t, create_graph=True)
             (second,) = torch.autograd.grad(first.sum(), t)
         handle.remove()
-        return second.tolist()
+        return first.tolist(), second.tolist()
 
     def run(self, layers: list[int] | None = None):
         """Truth and estimates for every head of ``layers`` (default: all layers)."""
@@ -141,18 +142,22 @@ class Reference:
             )
         for h in handles:
             h.remove()
-        truth, atp, hvp = {}, {}, {}
+        truth, atp, hvp, trapezoid, hermite = {}, {}, {}, {}, {}
         for layer in range(len(self.proj)) if layers is None else layers:
             d = clean_in[layer].shape[-1] // self.n_heads
             delta = corrupt_in[layer] - clean_in[layer]
             patched = self.patched(layer, corrupt_in[layer])
-            seconds = self.second_derivatives(layer, delta)
+            _, seconds = self.path_derivatives(layer, delta, at=0.0)
+            ends, _ = self.path_derivatives(layer, delta, at=1.0)
             for head in range(self.n_heads):
-                cut = slice(head * d, (head + 1) * d)
-                atp[(layer, head)] = (grads[layer][..., cut] * delta[..., cut]).sum().item()
-                truth[(layer, head)] = (patched[head] - base).item()
-                hvp[(layer, head)] = atp[(layer, head)] + 0.5 * seconds[head]
-        return truth, {"atp": atp, "hvp": hvp}
+                key, cut = (layer, head), slice(head * d, (head + 1) * d)
+                first = (grads[layer][..., cut] * delta[..., cut]).sum().item()
+                atp[key], truth[key] = first, (patched[head] - base).item()
+                hvp[key] = first + 0.5 * seconds[head]
+                trapezoid[key] = (first + ends[head]) / 2
+                hermite[key] = hvp[key] + (ends[head] - first - seconds[head]) / 3
+        methods = {"atp": atp, "hvp": hvp, "trapezoid": trapezoid, "hermite": hermite}
+        return truth, methods
 
 
 def write_pairs(path: Path, n: int, seed: int) -> list[dict]:
@@ -194,13 +199,15 @@ def run_cli(tiny_models, tmp_path: Path, family: str, method: str, *extra: str):
 @pytest.mark.parametrize(
     "family,method,sample",
     [(family, "atp", None) for family in FAMILIES]
-    + [("gpt2", "hvp", None), ("llama", "hvp", None), ("gpt2", "hvp", 5)],
+    + [("gpt2", "hvp", None), ("llama", "hvp", None), ("gpt2", "hvp", 5)]
+    + [("gpt2", "trapezoid", None), ("llama", "trapezoid", 5), ("qwen2", "hermite", None)],
 )
 def test_cli_matches_independent_float64_implementation(
     tiny_models, tmp_path, family, method, sample
 ):
-    """Every estimate and truth within 1e-6 of the reference; under ``truth.sample`` the hvp
-    estimates the sampled heads only (NaN elsewhere), to the same tolerance."""
+    """Every estimate and truth within 1e-6 of the reference; under ``truth.sample`` a method
+    whose cost grows with the heads estimates the sampled ones only (NaN elsewhere), to the same
+    tolerance."""
     extra = [f"truth.sample={sample}"] if sample else []
     pairs, frame = run_cli(tiny_models, tmp_path, family, method, "diagnostics=off", *extra)
     truth, estimates = Reference(tiny_models[family], pairs).run()
@@ -215,7 +222,7 @@ def test_cli_matches_independent_float64_implementation(
         assert row.estimate == pytest.approx(
             expected[(row.layer, row.head)], abs=1e-6 * max(1, scale)
         )
-    if method == "hvp":  # the second-order term is not negligible here, so the check has teeth
+    if method != "atp":  # the correction is not negligible here, so the check has teeth
         atp = estimates["atp"]
         assert max(abs(expected[k] - atp[k]) for k in atp) > 1e-4 * scale
 
