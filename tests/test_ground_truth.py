@@ -241,24 +241,29 @@ def test_chunked_atp_and_truth_equal_one_chunk(tiny_gpt2):
     assert chunked.cost.n_forward > whole.cost.n_forward  # it did run in chunks
 
 
-def test_hvp_run_lends_the_diagnostics_its_derivatives_at_zero(
-    tiny_gpt2, tmp_path, capsys, monkeypatch
-):
+@pytest.fixture()
+def ends(monkeypatch) -> list[float]:
+    """The t of every path-derivative call the diagnostics make, in order."""
+    import harness.diagnostics as diagnostics
+
+    calls = []
+    original = diagnostics.path_derivatives
+
+    def recording(ctx, components, base, source, t=0.0, **options):
+        calls.append(float(t))
+        return original(ctx, components, base, source, t=t, **options)
+
+    monkeypatch.setattr(diagnostics, "path_derivatives", recording)
+    return calls
+
+
+def test_hvp_run_lends_the_diagnostics_its_derivatives_at_zero(tiny_gpt2, tmp_path, capsys, ends):
     """method=hvp computes f'(0) and f''(0) of every component; the diagnostics take the sampled
     ones from it (a pass at t = 1 only) and come out as when they compute them themselves."""
     import pandas as pd
 
-    import harness.diagnostics as diagnostics
     from tests.test_cli import run_cli
 
-    ends = []
-    original = diagnostics.path_derivatives
-
-    def recording(ctx, components, base, source, t=0.0, **options):
-        ends.append(float(t))
-        return original(ctx, components, base, source, t=t, **options)
-
-    monkeypatch.setattr(diagnostics, "path_derivatives", recording)
     frames = {}
     for method in ("hvp", "atp"):  # separate results dirs: no diagnostics cache shared
         args = local_run_args(tiny_gpt2, _pairs(tmp_path), tmp_path / method)
@@ -280,7 +285,7 @@ def test_hvp_run_lends_the_diagnostics_its_derivatives_at_zero(
 
 
 def test_end_point_rules_share_the_path_ends_with_the_diagnostics(
-    tiny_gpt2, tmp_path, capsys, monkeypatch
+    tiny_gpt2, tmp_path, capsys, ends
 ):
     """An exact diagnostics run caches f'(0), f''(0), f'(1): a later hermite run of the same
     truth reads them (no pass of its own) and estimates what a fresh run does; a trapezoid run
@@ -289,17 +294,7 @@ def test_end_point_rules_share_the_path_ends_with_the_diagnostics(
 
     import pandas as pd
 
-    import harness.diagnostics as diagnostics
     from tests.test_cli import run_cli
-
-    ends = []
-    original = diagnostics.path_derivatives
-
-    def recording(ctx, components, base, source, t=0.0, **options):
-        ends.append(float(t))
-        return original(ctx, components, base, source, t=t, **options)
-
-    monkeypatch.setattr(diagnostics, "path_derivatives", recording)
 
     def run(folder: str, method: str) -> tuple[dict, pd.DataFrame]:
         args = local_run_args(tiny_gpt2, _pairs(tmp_path), tmp_path / folder)
