@@ -32,11 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-from captum.attr._utils.approximation_methods import (
-    SUPPORTED_METHODS,
-    SUPPORTED_RIEMANN_METHODS,
-    approximation_parameters,
-)
+from captum.attr._utils.approximation_methods import SUPPORTED_METHODS, SUPPORTED_RIEMANN_METHODS
 
 from harness.budget import chunk_plan
 from harness.components import reduce_per_component
@@ -45,6 +41,7 @@ from harness.context import AttributionContext
 from harness.cost import BACKWARD, FORWARD, CostEstimate
 from harness.errors import HarnessError
 from harness.methods.base import Method, MethodOutput
+from harness.methods.ig import path_quadrature
 from harness.methods.ms_hvp import check_steps
 from harness.patching import collect_activations, metric_gradients, pass_row_bytes, site_names
 
@@ -77,10 +74,7 @@ class EAPIGInputs(Method):
                 f"{tuple(base_tokens.shape)} and source tokens {tuple(source_tokens.shape)} differ"
             )
         steps = self.config["steps"]
-        weights_fn, alphas_fn = approximation_parameters(self.config["integration"])
-        weights = torch.tensor(weights_fn(steps), dtype=torch.float64)
-        # captum's alpha runs from the baseline (source) to the input (base): t = 1 - alpha.
-        t = 1 - torch.tensor(alphas_fn(steps), dtype=torch.float64)
+        t, weights = path_quadrature(self.config["integration"], steps)
         embed = ctx.model.embed_hook_name()
         names = site_names(ctx.components)
         row = pass_row_bytes(ctx, "backward", vocabulary=True)

@@ -92,11 +92,7 @@ class IntegratedGradients(Method):
         return self._joint(ctx)
 
     def _component(self, ctx: AttributionContext) -> torch.Tensor:
-        steps = self.config["steps"]
-        weights_fn, alphas_fn = approximation_parameters(self.config["integration"])
-        weights = torch.tensor(weights_fn(steps), dtype=torch.float64)
-        # captum's alpha runs from the baseline (source) to the input (base): t = 1 - alpha.
-        t = 1 - torch.tensor(alphas_fn(steps), dtype=torch.float64)
+        t, weights = path_quadrature(self.config["integration"], self.config["steps"])
         names = site_names(ctx.components)
         _, base = collect_activations(ctx, ctx.base_tokens, names)
         _, source = collect_activations(ctx, ctx.source_tokens, names)
@@ -171,3 +167,12 @@ def _site_patched_sum(
     ctx.cost.forward(rows.stop - rows.start)
     metric = per_prompt_metric(logits, sub, ctx.metric)
     return metric.double().sum().item()
+
+
+def path_quadrature(integration: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """captum's rule ``integration`` with ``steps`` nodes on the path from the base (t = 0) to
+    the source (t = 1): the nodes t [steps] and weights [steps], float64. captum's alpha runs
+    from the baseline (the source) to the input (the base), so t = 1 - alpha."""
+    weights_fn, alphas_fn = approximation_parameters(integration)
+    weights = torch.tensor(weights_fn(steps), dtype=torch.float64)
+    return 1 - torch.tensor(alphas_fn(steps), dtype=torch.float64), weights
