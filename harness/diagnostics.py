@@ -148,20 +148,16 @@ def path_quantities(
                 f"the method's path_ends.{name} has shape {tuple(value.shape)}, expected "
                 f"({len(ctx.components)},): one value per component"
             )
-    ready = {k: v.detach().double().cpu() for k, v in known.values().items() if finite(v)}
-    if "first0" in ready and "second0" in ready:
-        first0, second0 = ready["first0"], ready["second0"]
+    if known.covers(second=True, end=False):
+        first0, second0 = (v.detach().double().cpu() for v in (known.first0, known.second0))
     else:
         first0, second0 = path_derivatives(ctx, ctx.components, base, source, t=0.0)
-    first1 = ready.get("first1")
-    if both_ends and first1 is None:
+    first1 = None
+    if both_ends and known.has("first1"):
+        first1 = known.first1.detach().double().cpu()
+    elif both_ends:
         first1, _ = path_derivatives(ctx, ctx.components, base, source, t=1.0, second=False)
-    return replace(path, first0=first0, second0=second0, first1=first1 if both_ends else None)
-
-
-def finite(values: torch.Tensor | None) -> bool:
-    """Whether ``values`` were taken for every component (not None, no NaN)."""
-    return values is not None and bool(torch.isfinite(values).all())
+    return replace(path, first0=first0, second0=second0, first1=first1)
 
 
 def first_order(

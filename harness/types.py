@@ -161,7 +161,12 @@ class PathEnds:
 
         return PathEnds(**{k: spread(v) for k, v in self.values().items()})
 
+    def has(self, name: str) -> bool:
+        """Whether ``name`` (first0, second0 or first1) was taken for every component."""
+        value = self.values()[name]
+        return value is not None and bool(torch.isfinite(value).all())
+
     def covers(self, second: bool, end: bool) -> bool:
         """Whether f'(0), with ``second`` f''(0) and with ``end`` f'(1) are all here, finite."""
-        wanted = [self.first0] + [self.second0] * second + [self.first1] * end
-        return all(v is not None and bool(torch.isfinite(v).all()) for v in wanted)
+        wanted = ["first0"] + ["second0"] * second + ["first1"] * end
+        return all(self.has(name) for name in wanted)
