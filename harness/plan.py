@@ -12,8 +12,8 @@ distinct model is loaded once and one clean forward of each distinct prompt batc
 components are timed against it (:meth:`Probe.ratios_of`): the cost model's per-component part
 is scaled by those ratios (the model is an upper bound; a patched copy starts at its component's
 layer), and a job's wall time is its forward equivalents times that forward, plus the model's
-load time. Nothing is written: no run folder, no cache entry (the
-probe loads models without ``cache_dir``).
+load time. Nothing is written: no run folder, no cache entry (the probe loads models without
+``cache_dir``).
 """
 
 from __future__ import annotations
@@ -318,9 +318,9 @@ def format_plan(jobs: list[PlannedJob], threads: int | None = None) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     lines = [
         "dry run: nothing is run or written. Forward equivalents from the cost model, its "
-        "per-component part scaled by a probe of the patching engines here (16 components' "
-        "patched copies and path derivatives against one clean forward); wall time from that "
-        "clean forward, timed here per model and prompt batch, plus the model load",
+        f"per-component part scaled by a probe of the patching engines here ({PROBE_COMPONENTS} "
+        "components' patched copies and path derivatives against one clean forward); wall time "
+        "from that clean forward, timed here per model and prompt batch, plus the model load",
     ]
     for row in [header, *rows]:
         cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]

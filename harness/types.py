@@ -151,15 +151,12 @@ class PathEnds:
 
     def laid_out(self, index: list[int], n_components: int) -> PathEnds:
         """These derivatives (of the components ``index``) over ``n_components``, NaN elsewhere."""
-
-        def spread(values: torch.Tensor | None) -> torch.Tensor | None:
-            if values is None:
-                return None
-            out = torch.full((n_components,), float("nan"), dtype=torch.float64)
-            out[index] = values.detach().double().cpu()
-            return out
-
-        return PathEnds(**{k: spread(v) for k, v in self.values().items()})
+        return PathEnds(
+            **{
+                k: None if v is None else laid_out(v, index, n_components)
+                for k, v in self.values().items()
+            }
+        )
 
     def has(self, name: str) -> bool:
         """Whether ``name`` (first0, second0 or first1) was taken for every component."""
@@ -170,3 +167,11 @@ class PathEnds:
         """Whether f'(0), with ``second`` f''(0) and with ``end`` f'(1) are all here, finite."""
         wanted = ["first0"] + ["second0"] * second + ["first1"] * end
         return all(self.has(name) for name in wanted)
+
+
+def laid_out(values: torch.Tensor, index: list[int], n_components: int) -> torch.Tensor:
+    """``values`` of the components ``index`` placed over ``n_components``: float64 on the CPU,
+    NaN elsewhere."""
+    out = torch.full((n_components,), float("nan"), dtype=torch.float64)
+    out[index] = values.detach().double().cpu()
+    return out

@@ -20,7 +20,7 @@ import torch
 from harness.context import AttributionContext
 from harness.cost import CostEstimate
 from harness.registry import Plugin, Registry
-from harness.types import PathEnds
+from harness.types import PathEnds, laid_out
 
 
 @dataclass
@@ -45,9 +45,7 @@ class MethodOutput:
         ``index``."""
 
         def spread(values: torch.Tensor) -> torch.Tensor:
-            out = torch.full((n_components,), float("nan"), dtype=torch.float64)
-            out[list(index)] = values.detach().double().cpu()
-            return out
+            return laid_out(values, list(index), n_components)
 
         ends = self.path_ends
         computed = torch.zeros(n_components, dtype=torch.bool)
