@@ -639,6 +639,17 @@ def collect_and_warn(root: Path) -> Collected:
     return collected
 
 
+def collect_runs(root: Path) -> Collected:
+    """:func:`collect_and_warn` of a folder that holds at least one complete run; otherwise a
+    ValueError naming the folder."""
+    if not Path(root).is_dir():
+        raise ValueError(f"{str(root)!r} is not a directory")
+    collected = collect_and_warn(root)
+    if collected.results.empty:
+        raise ValueError(f"no complete run below {str(root)!r}")
+    return collected
+
+
 def write_report(root: Path, out: Path | None = None, formats: Sequence[str] = ("png", "pdf")):
     """Collect the runs below ``root`` and write results, tables and figures (nothing when
     no run is complete); return what was collected."""
@@ -695,9 +706,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = args.out or args.dir / "report"
     try:
         check_formats(formats)
-        collected = collect_and_warn(args.dir)
-        if collected.results.empty:  # before check_out_dir, which makes the folder
-            raise ValueError(f"no complete run below {str(args.dir)!r}")
+        collected = collect_runs(args.dir)  # before check_out_dir, which makes the folder
         check_out_dir(out)
         write_outputs(collected, out, formats)
     except (ValueError, OSError) as err:

@@ -4,7 +4,8 @@ front marked.
     python scripts/estimator_table.py results/estimators_zoo results/estimators_real \
         [--figure results/estimators_real/estimators.png]
 
-Reads every complete run below each folder (:func:`harness.report.collect`), groups them by
+Reads every complete run below each folder (:func:`harness.report.collect_runs`; a folder with
+none is a one-line error), groups them by
 model group (the toy zoo's mean over models and tasks; a real model per task) and component set,
 and prints one markdown table per group: mean relative error, mean Spearman, mean cost in
 forward equivalents (wall / one clean forward, both measured in the run) and wall seconds, with
@@ -15,12 +16,13 @@ as :func:`harness.plots.error_vs_cost` panels, one per group.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from harness import plots
-from harness.report import collect
+from harness.report import collect_runs
 
 COLUMNS = ["rel_error", "spearman", "fwd_equiv", "wall_s"]
 
@@ -63,7 +65,11 @@ def main() -> None:
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--figure", type=Path, default=None, help="a .png to write")
     args = parser.parse_args()
-    results = pd.concat([collect(folder).results for folder in args.folders], ignore_index=True)
+    try:
+        collected = [collect_runs(folder) for folder in args.folders]
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    results = pd.concat([c.results for c in collected], ignore_index=True)
     means = group_means(results)
     print(tables(means))
     if args.figure is not None:

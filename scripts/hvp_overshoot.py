@@ -15,15 +15,20 @@ from pathlib import Path
 import numpy as np
 
 from harness.evaluation import roc_auc
-from harness.report import collect
+from harness.report import collect_runs
 
 
 def main(folder: str) -> None:
-    collected = collect(Path(folder))
+    try:
+        collected = collect_runs(Path(folder))
+    except ValueError as err:
+        sys.exit(f"error: {err}")
     runs = collected.results[collected.results["method"] == "hvp"]
+    if runs.empty:
+        sys.exit(f"error: no run of method 'hvp' below {folder!r}")
     for _, run in runs.sort_values("task").iterrows():
         frame = collected.estimates[collected.estimates["run_id"] == run["run_id"]]
-        frame = frame[frame["sampled"]].copy()
+        frame = frame[frame["sampled"].fillna(True).astype(bool)].copy()  # older: every one
         frame["error"] = (frame["estimate"] - frame["truth"]).abs()
         top = frame.sort_values("error", ascending=False).head(5)
         share = top["error"].sum() / frame["error"].sum()
